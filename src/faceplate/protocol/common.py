@@ -1,0 +1,125 @@
+"""Parsing a request body into a wire model, with OpenAI's 400 for anything wrong.
+
+Python's ``json`` accepts NaN/Infinity and raises RecursionError on deep nesting;
+both end here as a 400, never a 500. Pydantic errors become one message naming
+the offending field in ``param`` (``messages[0].content``), the way OpenAI does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from faceplate.errors import InvalidRequest
+
+log = logging.getLogger("faceplate.protocol")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class WireModel(BaseModel):
+    """Base of every request model: strict types (no "1" for 1), unknown fields kept so we can log them."""
+
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+
+    def unknown_fields(self, prefix: str = "") -> list[str]:
+        found = [prefix + k for k in (self.model_extra or {})]
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, WireModel):
+                found += value.unknown_fields(f"{prefix}{name}.")
+        return found
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body is empty. "
+            "(HINT: send a JSON object with Content-Type: application/json.)"
+        )
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidRequest("We could not parse the JSON body of your request: it is nested too deeply.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request. ({exc}) "
+            "(HINT: This likely means you aren't using your HTTP library correctly. "
+            "The OpenAI API expects a JSON payload.)"
+        ) from None
+
+
+# Loc items pydantic adds for union members and tagged branches, which are not field names.
+def _is_union_marker(item: str) -> bool:
+    return item in {"str", "int", "float", "bool", "list", "dict", "none"} or any(c in item for c in "[(:") or item.startswith(
+        "function-"
+    )
+
+
+def param_from_loc(loc: tuple[int | str, ...]) -> str | None:
+    out = ""
+    for item in loc:
+        if isinstance(item, int):
+            out += f"[{item}]"
+        elif not _is_union_marker(item):
+            out += f".{item}" if out else item
+    return out or None
+
+
+def _describe(err: dict[str, Any], param: str | None) -> str:
+    kind = err["type"]
+    msg = str(err["msg"])
+    where = f"'{param}'" if param else "the request body"
+    if kind == "missing":
+        return f"Missing required parameter: {where}."
+    if kind.endswith("_type") or kind in {"model_type", "model_attributes_type", "is_instance_of"}:
+        got = type(err.get("input")).__name__
+        names = {"NoneType": "null", "str": "a string", "int": "an integer", "float": "a decimal", "list": "an array", "dict": "an object", "bool": "a boolean"}
+        return f"Invalid type for {where}: {msg.lower()}, but got {names.get(got, got)} instead."
+    if kind == "union_tag_invalid" or kind == "literal_error" or kind == "enum":
+        return f"Invalid value for {where}: {msg}."
+    return f"Invalid value for {where}: {msg.removeprefix('Value error, ')}."
+
+
+def _most_specific(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Among a union's alternatives, the error that got furthest into the input says most."""
+
+    def depth(err: dict[str, Any]) -> tuple[int, int]:
+        real = [i for i in err["loc"] if isinstance(i, int) or not _is_union_marker(i)]
+        return (len(real), 0 if err["type"].endswith("_type") else 1)
+
+    return max(errors, key=depth)
+
+
+def validation_error(exc: ValidationError) -> InvalidRequest:
+    err = _most_specific(exc.errors(include_url=False))
+    param = param_from_loc(tuple(err["loc"]))
+    if err["type"] == "invalid_role":
+        param = f"{param}.role" if param else "role"
+        return InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param)
+    return InvalidRequest(_describe(err, param), param=param)
+
+
+def parse_request(raw: bytes, model: type[M], *, endpoint: str) -> M:
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"Invalid type for the request body: expected an object, but got {type(data).__name__} instead.")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    except RecursionError:
+        raise InvalidRequest("The request is nested too deeply.") from None
+    if isinstance(parsed, WireModel):
+        extra = parsed.unknown_fields()
+        if extra:
+            # OpenAI ignores unknown fields for forward compatibility; we do too, but say so.
+            log.info("%s: ignoring unrecognised request fields: %s", endpoint, ", ".join(sorted(extra)))
+    return parsed

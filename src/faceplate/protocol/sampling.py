@@ -1,0 +1,44 @@
+"""Request fields shared by chat and legacy completions, with OpenAI's ranges."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from faceplate.protocol.common import WireModel
+
+
+class SamplingFields(WireModel):
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: int | None = Field(None, ge=1, le=128)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, int | float] | None = None
+    user: str | None = None
+    stream: bool | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("expected an array with maximum length 4")
+        return stop
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias(cls, bias: dict[str, int | float] | None) -> dict[str, int | float] | None:
+        for key, value in (bias or {}).items():
+            if not key.lstrip("-").isdigit() or int(key) < 0:
+                raise ValueError(f"logit_bias key {key!r} is not a token id")
+            if not -100 <= value <= 100:
+                raise ValueError(f"logit_bias value for token {key} must be between -100 and 100")
+        return bias
+
+    def stop_list(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        items = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in items if s)

@@ -1,11 +1,12 @@
 # One command to install, one to test. `make install` works on a fresh machine of this kind.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# llama.cpp's native build runs AMX kernels that die with SIGILL on these CPUs; build for
-# AVX-512 without AMX instead (the engine also keeps weights out of AMX buffers at run time).
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
-  -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON \
-  -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# llama.cpp is built for a portable x86-64 baseline (AVX2/FMA/F16C, no AVX-512, no AMX):
+# these machines run on Intel CPUs with AMX (whose kernels die with SIGILL under a native
+# build) and on AMD CPUs without AVX-512 (where an AVX-512 build dies with SIGILL), and pip's
+# wheel cache would carry a CPU-specific build from one to the other.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
 .PHONY: install test test-fast lint bench
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from faceplate.engines.base import (
@@ -21,10 +21,13 @@ from faceplate.engines.base import (
     TextDelta,
     TokenLogprob,
 )
+from faceplate import structured
 from faceplate.errors import ContextLengthExceeded, InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest, TextPart
 from faceplate.protocol.completions import CompletionRequest
 from faceplate.protocol.sampling import SamplingFields
+from faceplate.structured import ToolsMode
+from faceplate.tools import Piece, ToolCallParser
 
 SYSTEM_FINGERPRINT = "fp_faceplate"
 
@@ -112,8 +115,9 @@ def sampling_params(
     )
 
 
-def chat_generation(body: ChatCompletionRequest, engine: ChatEngine, request_id: str) -> GenerationRequest:
-    prompt = engine.render_chat(chat_messages(body))  # type: ignore[attr-defined]
+def chat_generation(body: ChatCompletionRequest, engine: ChatEngine, request_id: str) -> tuple[GenerationRequest, ToolsMode]:
+    chat_plan = structured.plan(body, chat_messages(body), template_supports_tools=engine.template_supports_tools)
+    prompt = engine.render_chat(chat_plan.messages, chat_plan.template_tools)
     tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
     params = sampling_params(
         body,
@@ -123,7 +127,9 @@ def chat_generation(body: ChatCompletionRequest, engine: ChatEngine, request_id:
         top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         param="messages",
     )
-    return GenerationRequest(request_id=request_id, prompt_tokens=tuple(tokens), params=params, n=body.n or 1)
+    params = replace(params, constraint=chat_plan.constraint)
+    request = GenerationRequest(request_id=request_id, prompt_tokens=tuple(tokens), params=params, n=body.n or 1)
+    return request, chat_plan.tools_mode
 
 
 def completion_generations(body: CompletionRequest, engine: ChatEngine, request_id: str) -> list[GenerationRequest]:
@@ -179,14 +185,19 @@ def chat_logprob(lp: TokenLogprob) -> dict[str, Any]:
 
 @dataclass
 class ChatStream:
-    """Turns engine events into chat.completion.chunk objects."""
+    """Turns engine events into chat.completion.chunk objects (tool-call markup into tool_calls deltas)."""
 
     id: str
     model: str
     n: int
     logprobs: bool
     include_usage: bool
+    tools_mode: ToolsMode = None
     created: int = field(default_factory=lambda: int(time.time()))
+    parsers: list[ToolCallParser] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.parsers = [ToolCallParser() for _ in range(self.n)] if self.tools_mode else []
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -210,18 +221,48 @@ class ChatStream:
             for i in range(self.n)
         ]
 
-    def event(self, ev: GenerationEvent) -> dict[str, Any] | None:
+    def _delta(self, piece: Piece) -> dict[str, Any]:
+        if piece.index < 0:
+            return {"content": piece.content}
+        if self.tools_mode == "functions":
+            fn = {"name": piece.name, "arguments": piece.arguments or ""} if piece.name else {"arguments": piece.arguments}
+            return {"function_call": fn}
+        if piece.name is not None:
+            call = {"index": piece.index, "id": piece.call_id, "type": "function", "function": {"name": piece.name, "arguments": ""}}
+        else:
+            call = {"index": piece.index, "function": {"arguments": piece.arguments}}
+        return {"tool_calls": [call]}
+
+    def _pieces_chunk(self, index: int, pieces: list[Piece], lp: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [self._chunk([{"index": index, "delta": self._delta(p), "logprobs": lp, "finish_reason": None}]) for p in pieces]
+
+    def events(self, ev: GenerationEvent) -> list[dict[str, Any]]:
         if isinstance(ev, TextDelta):
             if not ev.text and not ev.logprobs:
-                return None
+                return []
             lp = {"content": [chat_logprob(x) for x in ev.logprobs], "refusal": None} if self.logprobs else None
-            return self._chunk([{"index": ev.index, "delta": {"content": ev.text}, "logprobs": lp, "finish_reason": None}])
-        return self._chunk([{"index": ev.index, "delta": {}, "logprobs": None, "finish_reason": _finish(ev)}])
+            if not self.parsers:
+                return [self._chunk([{"index": ev.index, "delta": {"content": ev.text}, "logprobs": lp, "finish_reason": None}])]
+            return self._pieces_chunk(ev.index, self.parsers[ev.index].feed(ev.text), lp)
+        out: list[dict[str, Any]] = []
+        reason = _finish(ev)
+        if self.parsers:
+            parser = self.parsers[ev.index]
+            out = self._pieces_chunk(ev.index, parser.finish(), None)
+            reason = _tool_finish(reason, parser, self.tools_mode)
+        out.append(self._chunk([{"index": ev.index, "delta": {}, "logprobs": None, "finish_reason": reason}]))
+        return out
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         chunk = self._chunk([])
         chunk["usage"] = usage(prompt_tokens, completion_tokens)
         return chunk
+
+
+def _tool_finish(reason: str, parser: ToolCallParser, mode: ToolsMode) -> str:
+    if reason == "stop" and parser.calls:
+        return "function_call" if mode == "functions" else "tool_calls"
+    return reason
 
 
 def _finish(ev: Finished) -> str:
@@ -253,14 +294,23 @@ def chat_completion(stream: ChatStream, choices: Sequence[ChoiceText], prompt_to
     out = []
     for i, c in enumerate(choices):
         lp = {"content": [chat_logprob(x) for x in c.logprobs], "refusal": None} if stream.logprobs else None
-        out.append(
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": "".join(c.text), "refusal": None, "annotations": []},
-                "logprobs": lp,
-                "finish_reason": c.finish_reason or "stop",
-            }
-        )
+        text = "".join(c.text)
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+        reason = c.finish_reason or "stop"
+        if stream.tools_mode:
+            parser = ToolCallParser()
+            pieces = parser.feed(text) + parser.finish()
+            if parser.calls:
+                message["content"] = "".join(p.content for p in pieces) or None
+                if stream.tools_mode == "functions":
+                    message["function_call"] = {"name": parser.calls[0].name, "arguments": parser.calls[0].arguments}
+                else:
+                    message["tool_calls"] = [
+                        {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                        for call in parser.calls
+                    ]
+                reason = _tool_finish(reason, parser, stream.tools_mode)
+        out.append({"index": i, "message": message, "logprobs": lp, "finish_reason": reason})
     return {
         "id": stream.id,
         "object": "chat.completion",
@@ -319,15 +369,15 @@ class CompletionStream:
             if echo
         ]
 
-    def event(self, ev: GenerationEvent) -> dict[str, Any] | None:
+    def events(self, ev: GenerationEvent) -> list[dict[str, Any]]:
         if isinstance(ev, TextDelta):
             if not ev.text and not ev.logprobs:
-                return None
+                return []
             offset = self._offsets.get(ev.index, len(self.echo_texts[ev.index]))
             lp = legacy_logprobs(ev.logprobs, offset) if self.logprobs else None
             self._offsets[ev.index] = offset + len(ev.text)
-            return self._chunk([{"index": ev.index, "text": ev.text, "logprobs": lp, "finish_reason": None}])
-        return self._chunk([{"index": ev.index, "text": "", "logprobs": None, "finish_reason": _finish(ev)}])
+            return [self._chunk([{"index": ev.index, "text": ev.text, "logprobs": lp, "finish_reason": None}])]
+        return [self._chunk([{"index": ev.index, "text": "", "logprobs": None, "finish_reason": _finish(ev)}])]
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
         chunk = self._chunk([])

@@ -21,13 +21,16 @@ def routes(svc: Services) -> list[Route]:
         principal.check_model(body.model)
         engine = svc.registry.chat(body.model)
         rid = new_id("chatcmpl")
-        gen = chat_generation(body, engine, rid)
+        gen, tools_mode = chat_generation(body, engine, rid)
+        await engine.prepare(gen)
         engine.check_admission(gen)
         prompt_tokens = len(gen.prompt_tokens)
         call = Call(svc, principal, "/v1/chat/completions", body.model)
         await call.admit(prompt_tokens + gen.n * (gen.params.max_tokens or engine.n_ctx - prompt_tokens))
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        stream = ChatStream(id=rid, model=body.model, n=gen.n, logprobs=bool(body.logprobs), include_usage=include_usage)
+        stream = ChatStream(
+            id=rid, model=body.model, n=gen.n, logprobs=bool(body.logprobs), include_usage=include_usage, tools_mode=tools_mode
+        )
         events = engine.generate(gen)
         return await respond(
             request,

@@ -25,7 +25,7 @@ from faceplate.translate import ChoiceText, collect
 class Chunker(Protocol):
     def opening(self) -> list[dict[str, Any]]: ...
 
-    def event(self, ev: GenerationEvent) -> dict[str, Any] | None: ...
+    def events(self, ev: GenerationEvent) -> list[dict[str, Any]]: ...
 
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]: ...
 
@@ -115,8 +115,7 @@ async def _stream(
         async for ev in events:
             if isinstance(ev, Finished):
                 completion += ev.completion_tokens
-            chunk = chunker.event(ev)
-            if chunk is not None:
+            for chunk in chunker.events(ev):
                 yield sse_event(chunk)
         if include_usage:
             yield sse_event(chunker.usage_chunk(prompt_tokens, completion))

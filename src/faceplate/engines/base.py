@@ -17,10 +17,15 @@ FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 
 @dataclass(frozen=True)
 class Constraint:
-    """A grammar the output must match. ``kind`` is ``json_schema``, ``json_object`` or ``lark``."""
+    """A grammar the output must match: ``spec`` is an llguidance grammar (JSON-schema or Lark based).
+
+    ``kind`` says what it came from (json_schema, json_object, tool_calls); ``param`` names the
+    request field to blame if it cannot be compiled.
+    """
 
     kind: str
     spec: str
+    param: str = "response_format"
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class ChatEngine(Protocol):
     kind: Literal["chat"]
     n_ctx: int
     vocab_size: int
+    template_supports_tools: bool
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str: ...
 
@@ -102,8 +108,12 @@ class ChatEngine(Protocol):
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]: ...
 
+    async def prepare(self, request: GenerationRequest) -> None:
+        """Engine-specific validation that may take a moment (compiling a grammar); raises a 400."""
+        ...
+
     def check_admission(self, request: GenerationRequest) -> None:
-        """Raise Overloaded/ContextLengthExceeded now, before a stream starts."""
+        """Raise Overloaded now, before a stream starts, when the queue is full."""
         ...
 
     def stats(self) -> dict[str, Any]: ...

@@ -44,6 +44,10 @@ class FakeEngine:
         self._slots = asyncio.Semaphore(n_parallel)
         self._waiting = 0
 
+    @property
+    def template_supports_tools(self) -> bool:
+        return self.template.supports_tools
+
     def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         return self.template.render(messages, tools=tools)
 
@@ -55,6 +59,9 @@ class FakeEngine:
 
     def token_bytes(self, token: int) -> bytes:
         return bytes([token]) if token < 256 else b""
+
+    async def prepare(self, request: GenerationRequest) -> None:
+        return None  # constraints were validated when translated; the fake does not apply them
 
     def check_admission(self, request: GenerationRequest) -> None:
         if request.n > self.n_parallel:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from faceplate.errors import InvalidRequest
-from faceplate.protocol.common import WireModel
+from faceplate.protocol.common import WireModel, tagged_union
 from faceplate.protocol.sampling import SamplingFields
 
 
@@ -36,8 +36,8 @@ class RefusalPart(WireModel):
     refusal: str
 
 
-UserPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
-AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+UserPart = tagged_union(TextPart, ImagePart, AudioPart, FilePart)
+AssistantPart = tagged_union(TextPart, RefusalPart)
 
 
 class FunctionCall(WireModel):
@@ -153,9 +153,7 @@ class ResponseFormatJsonSchema(WireModel):
     json_schema: JsonSchemaFormat
 
 
-ResponseFormat = Annotated[
-    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema, Field(discriminator="type")
-]
+ResponseFormat = tagged_union(ResponseFormatText, ResponseFormatJsonObject, ResponseFormatJsonSchema)
 
 
 class StreamOptions(WireModel):

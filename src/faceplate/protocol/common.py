@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
 
 from faceplate.errors import InvalidRequest
 
@@ -32,6 +32,21 @@ class WireModel(BaseModel):
             if isinstance(value, WireModel):
                 found += value.unknown_fields(f"{prefix}{name}.")
         return found
+
+
+def tagged_union(*models: type[BaseModel], key: str = "type") -> Any:
+    """A union picked by ``key`` whose branch tag (``type:text``) never leaks into an error's param."""
+
+    def tag_of(value: Any) -> str:
+        found = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+        return f"{key}:{found}"
+
+    members = [Annotated[m, Tag(f"{key}:{m.model_fields[key].annotation.__args__[0]}")] for m in models]  # type: ignore[union-attr]
+    allowed = ", ".join(repr(m.model_fields[key].annotation.__args__[0]) for m in models)  # type: ignore[union-attr]
+    return Annotated[
+        Union[tuple(members)],  # noqa: UP007 - built at run time
+        Discriminator(tag_of, custom_error_type="invalid_tag", custom_error_message=f"'{key}' must be one of {allowed}"),
+    ]
 
 
 def _reject_constant(name: str) -> Any:
@@ -101,8 +116,9 @@ def _most_specific(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def validation_error(exc: ValidationError) -> InvalidRequest:
     err = _most_specific(exc.errors(include_url=False))
     param = param_from_loc(tuple(err["loc"]))
-    if err["type"] == "invalid_role":
-        param = f"{param}.role" if param else "role"
+    if err["type"] in ("invalid_role", "invalid_tag"):
+        field = "role" if err["type"] == "invalid_role" else "type"
+        param = f"{param}.{field}" if param else field
         return InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param)
     return InvalidRequest(_describe(err, param), param=param)
 

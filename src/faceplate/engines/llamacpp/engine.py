@@ -11,6 +11,7 @@ import llama_cpp as L
 from faceplate.config import ModelSpec, Settings
 from faceplate.engines.base import GenerationEvent, GenerationRequest
 from faceplate.engines.chat_template import ChatTemplate
+from faceplate.engines.llamacpp.grammar import GrammarCompiler
 from faceplate.engines.llamacpp.model import ContextSettings, LlamaModel
 from faceplate.engines.llamacpp.scheduler import Scheduler
 
@@ -35,6 +36,7 @@ class LlamaCppEngine:
         )
         self.context_settings = cs
         self.ctx = self.model.new_context(cs)
+        self.grammars = GrammarCompiler(self.model)
         max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
         self.scheduler = Scheduler(
             self.model,
@@ -43,12 +45,17 @@ class LlamaCppEngine:
             n_ctx_per_seq=self.n_ctx,
             n_batch=n_batch,
             max_queue=4 * n_parallel if max_queue is None else max_queue,
+            grammars=self.grammars,
         )
         special = {
             "bos_token": self.model.special_piece(self.model.bos) if self.model.bos >= 0 else "",
             "eos_token": self.model.special_piece(self.model.eos) if self.model.eos >= 0 else "",
         }
         self.template = ChatTemplate(self.model.meta("tokenizer.chat_template"), special)
+
+    @property
+    def template_supports_tools(self) -> bool:
+        return self.template.supports_tools
 
     def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
         return self.template.render(messages, tools=tools)
@@ -61,6 +68,12 @@ class LlamaCppEngine:
 
     def token_bytes(self, token: int) -> bytes:
         return self.model.pieces[token]
+
+    async def prepare(self, request: GenerationRequest) -> None:
+        """Compile the request's grammar against this vocabulary (off the event loop); a bad one is a 400."""
+        c = request.params.constraint
+        if c is not None:
+            await asyncio.to_thread(self.grammars.compile, c.spec, c.param)
 
     def check_admission(self, request: GenerationRequest) -> None:
         self.scheduler.check_admission(request)

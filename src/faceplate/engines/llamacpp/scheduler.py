@@ -35,6 +35,7 @@ from faceplate.engines.base import (
     TokenLogprob,
     TopLogprob,
 )
+from faceplate.engines.llamacpp.grammar import GrammarCompiler, SequenceGrammar
 from faceplate.engines.llamacpp.model import LlamaModel
 from faceplate.engines.llamacpp.sampling import SamplerChain
 from faceplate.engines.textstream import TextStream
@@ -69,6 +70,7 @@ class Slot:
     next_token: int | None = None  # sampled, to be decoded next step
     generated: int = 0
     sampler: SamplerChain | None = None
+    grammar: SequenceGrammar | None = None
     text: TextStream | None = None
     batch_index: int = -1
     last_used: float = 0.0
@@ -97,9 +99,11 @@ class Scheduler:
         n_ctx_per_seq: int,
         n_batch: int,
         max_queue: int,
+        grammars: GrammarCompiler,
         prefill_chunk: int = 128,
     ) -> None:
         self.model = model
+        self.grammars = grammars
         self.ctx = ctx
         self.mem = L.llama_get_memory(ctx)
         self.n_parallel = n_parallel
@@ -274,6 +278,8 @@ class Scheduler:
             params = job.request.params
             seed = params.seed + choice if params.seed is not None else random.getrandbits(32)
             slot.sampler = SamplerChain(self.model, params, seed=seed)
+            if params.constraint is not None:
+                slot.grammar = SequenceGrammar(self.grammars.matcher(params.constraint.spec), self.model.n_vocab)
             slot.text = TextStream(params.stop)
             job.slots.append(slot)
 
@@ -283,7 +289,7 @@ class Scheduler:
             slot.cache = []
         if slot.sampler is not None:
             slot.sampler.close()
-        slot.job, slot.sampler, slot.text, slot.follower_of = None, None, None, None
+        slot.job, slot.sampler, slot.text, slot.follower_of, slot.grammar = None, None, None, None, None
         slot.pending, slot.next_token, slot.batch_index = [], None, -1
         slot.last_used = time.monotonic()
 
@@ -345,6 +351,8 @@ class Scheduler:
     def _sample_one(self, s: Slot, idx: int, outbox: dict[Job, list[GenerationEvent]]) -> None:
         job = s.job
         assert job is not None and s.sampler is not None and s.text is not None
+        if s.grammar is not None:
+            s.grammar.apply(self._logits(idx))
         token = s.sampler.sample(self.ctx, idx)
         s.generated += 1
         self.counters.generated_tokens += 1
@@ -357,13 +365,14 @@ class Scheduler:
         else:
             lp = self._logprob(idx, token, params.top_logprobs) if params.top_logprobs is not None else None
             out = s.text.feed(self.model.pieces[token], lp)
-            if out.stopped:
+            grammar_done = s.grammar is not None and (not s.grammar.accept(token) or s.grammar.finished)
+            if out.stopped or grammar_done:
                 reason = "stop"
             elif params.max_tokens is not None and s.generated >= params.max_tokens:
                 reason = "length"
             elif len(s.cache) + 1 >= self.n_ctx_per_seq:
                 reason = "length"
-            if reason is not None and not out.stopped:
+            if reason is not None and not out.stopped:  # the held-back text is final now
                 tail = s.text.flush()
                 out.text += tail.text
                 out.logprobs += tail.logprobs
@@ -378,9 +387,12 @@ class Scheduler:
             self.counters.completed += 1
         self._release(s, keep_cache=True)
 
+    def _logits(self, idx: int) -> np.ndarray:
+        """The logits row of batch position ``idx``, as a writable view of llama.cpp's buffer."""
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, idx), shape=(self.model.n_vocab,))
+
     def _logprob(self, idx: int, token: int, top: int) -> TokenLogprob:
-        ptr = L.llama_get_logits_ith(self.ctx, idx)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+        logits = self._logits(idx)
         m = float(logits.max())
         lse = m + float(np.log(np.exp(logits - m).sum()))
         alts: tuple[TopLogprob, ...] = ()

@@ -1,0 +1,106 @@
+"""Grammars for constrained decoding: response_format and tool calls, as llguidance grammars.
+
+llguidance (the grammar engine inside llama.cpp's and vLLM's structured output) compiles
+a JSON schema or a Lark grammar into a token mask per step. Grammars here are kept
+*tight* so small models finish: no free whitespace in JSON, and tool calls in one
+fixed compact shape. Compilation is bounded (llguidance parser limits + a size cap)
+and a grammar that does not compile is a 400, never a 500 or a hang.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llguidance import LLMatcher, LLParserLimits
+
+from faceplate.engines.base import Constraint
+from faceplate.errors import InvalidRequest
+
+MAX_SCHEMA_BYTES = 64 * 1024
+TOOL_OPEN = "<tool_call>"
+TOOL_CLOSE = "</tool_call>"
+# Compact JSON, no free whitespace: the model cannot ramble between tokens.
+JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+MAX_PARALLEL_CALLS = 4
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
+
+
+def _check_size(schema: Any, param: str) -> str:
+    text = json.dumps(schema)
+    if len(text) > MAX_SCHEMA_BYTES:
+        raise InvalidRequest(f"The schema is too large ({len(text)} bytes; the limit is {MAX_SCHEMA_BYTES}).", param=param)
+    return text
+
+
+def json_schema(schema: dict[str, Any] | None, *, param: str = "response_format.json_schema.schema") -> Constraint:
+    schema = schema if schema is not None else {}
+    if not isinstance(schema, dict):
+        raise InvalidRequest("The JSON schema must be an object.", param=param)
+    _check_size(schema, param)
+    try:
+        grammar = LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"Invalid JSON schema: {exc}", param=param) from None
+    return _checked(Constraint(kind="json_schema", spec=grammar, param=param))
+
+
+def json_object() -> Constraint:
+    grammar = LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=JSON_OPTIONS)  # type: ignore[arg-type]
+    return Constraint(kind="json_object", spec=grammar, param="response_format")
+
+
+def _lark_str(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid Lark string literal
+
+
+def _call_rule(i: int, tool: ToolSpec) -> str:
+    params = dict(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
+    params["x-guidance"] = JSON_OPTIONS
+    head = _lark_str(f'{{"name":"{tool.name}","arguments":')
+    return f"call_{i}: {head} %json {json.dumps(params)} \"}}\""
+
+
+def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, allow_text: bool) -> Constraint:
+    """Calls as ``<tool_call>{"name":...,"arguments":{...}}</tool_call>``, one or several.
+
+    ``only`` forces that function; ``allow_text`` (tool_choice auto) lets the answer be plain text
+    instead, which must then not start with ``<`` so the two cannot be confused.
+    """
+    chosen = [t for t in tools if only is None or t.name == only]
+    for t in chosen:
+        _check_size(t.parameters, "tools")
+    rules = [_call_rule(i, t) for i, t in enumerate(chosen)]
+    body = " | ".join(f"call_{i}" for i in range(len(chosen)))
+    call = f"call: {_lark_str(TOOL_OPEN)} ({body}) {_lark_str(TOOL_CLOSE)}"
+    calls = "calls: call" if not parallel else "calls: " + " | ".join(
+        " ".join(["call"] * k) for k in range(1, MAX_PARALLEL_CALLS + 1)
+    )
+    start = "start: calls | TEXT" if allow_text else "start: calls"
+    lines = [start, calls, call, *rules]
+    if allow_text:
+        lines.append(r"TEXT: /[^<\s][\s\S]*/")
+    return _checked(Constraint(kind="tool_calls", spec="\n".join(lines), param="tools"))
+
+
+# Bounds on compiling a grammar: a hostile schema fails fast instead of eating the CPU.
+LIMITS = LLParserLimits(max_grammar_size=200_000, initial_lexer_fuel=2_000_000, max_lexer_states=100_000, verbose_errors=False)
+
+
+def _checked(constraint: Constraint) -> Constraint:
+    """Compile once without a tokenizer, so a bad schema is a 400 before anything runs."""
+    error = LLMatcher.validate_grammar(constraint.spec, None, limits=LIMITS)
+    if error:
+        raise InvalidRequest(f"The schema could not be compiled into a grammar: {error}", param=constraint.param)
+    return constraint
+
+
+__all__ = ["json_schema", "json_object", "tool_calls", "ToolSpec", "TOOL_OPEN", "TOOL_CLOSE", "LIMITS"]

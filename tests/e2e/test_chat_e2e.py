@@ -6,6 +6,7 @@ Every body and SSE chunk is validated against OpenAI's spec by the client's tran
 from __future__ import annotations
 
 import httpx
+import httpx2
 import openai
 import pytest
 
@@ -129,12 +130,16 @@ def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5  # type: ignore[union-attr]
 
 
-def test_legacy_completions(client: openai.OpenAI) -> None:
+def test_legacy_completions(client: openai.OpenAI, server: ServerProcess, transport: ValidatingTransport) -> None:
     r = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, echo=True)
     assert r.choices[0].text.startswith("The capital of France is")
     assert r.usage and r.usage.completion_tokens > 0
-    stream = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True)
+    # OpenAI itself streams legacy chunks with "finish_reason": null, which the SDK's strict mode
+    # rejects (its Completion model has no null there); the spec transport still checks each chunk.
+    loose = openai.OpenAI(base_url=server.base_url, api_key=E2E_KEY, http_client=httpx2.Client(transport=transport), max_retries=0)
+    stream = loose.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True)
     text = "".join(c.choices[0].text for c in stream if c.choices)
+    loose.close()
     assert "The capital of France is" + text == r.choices[0].text
     multi = client.completions.create(model=MODEL, prompt=["One, two,", "Red, green,"], max_tokens=4, n=2, logprobs=2)
     assert [c.index for c in multi.choices] == [0, 1, 2, 3]
@@ -165,11 +170,15 @@ def test_error_classes(client: openai.OpenAI, server: ServerProcess) -> None:
         client.chat.completions.create(model="gpt-nothing", messages=ASK)
     _expect(nf, 404, "invalid_request_error", "model_not_found", "model")
     wrong = openai.OpenAI(base_url=server.base_url, api_key="sk-wrong", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as auth:
+    with wrong, pytest.raises(openai.AuthenticationError) as auth:
         wrong.models.list()
     _expect(auth, 401, "invalid_request_error", "invalid_api_key", None)
 
-    raw = httpx.Client(base_url=server.root, headers={"authorization": f"Bearer {E2E_KEY}"})
+    with httpx.Client(base_url=server.root, headers={"authorization": f"Bearer {E2E_KEY}"}) as raw:
+        _raw_errors(raw)
+
+
+def _raw_errors(raw: httpx.Client) -> None:
     for resp, status, code in [
         (raw.post("/v1/chat/completions", content=b"{not json"), 400, None),
         (raw.post("/v1/chat/completions", json={"model": MODEL, "messages": ASK, "n": "3"}), 400, None),

@@ -34,7 +34,7 @@ class _LlamaLog:
             return
 
         def _log(level: int, text: bytes, _user: Any) -> None:
-            if text and level >= 4:  # GGML_LOG_LEVEL_ERROR
+            if text and level == 4:  # GGML_LOG_LEVEL_ERROR (5 is a continuation line)
                 log.warning("llama.cpp: %s", text.decode(errors="replace").rstrip())
             elif text:
                 log.debug("llama.cpp: %s", text.decode(errors="replace").rstrip())

@@ -1,0 +1,103 @@
+"""Tighten a JSON schema so a small model's constrained answer closes on its own.
+
+Under a grammar, a 135M model happily writes array items, nested children and string
+characters until max_tokens, and the answer comes back truncated (invalid JSON). Every
+bound added here only narrows what the grammar allows, so anything generated still
+validates against the *original* schema:
+
+- arrays without ``maxItems`` get one (fewer for arrays of objects/arrays);
+- strings without ``maxLength`` (and without a pattern/format/enum) get one;
+- recursive ``$ref``s are unrolled to a fixed depth; past it the reference becomes ``false``
+  (nothing), so an optional child, an empty array or another ``anyOf`` branch is the only way on.
+
+When the result would be too large (a schema with many shared definitions), the schema is
+returned unrolled only as far as fits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Bounds:
+    max_items_scalar: int = 8
+    max_items_nested: int = 4
+    max_string_length: int = 256
+    max_depth: int = 3  # how many times one recursive definition may be entered on a path
+    max_size: int = 256 * 1024  # bytes of the rewritten schema
+
+
+def _resolve(root: dict[str, Any], ref: str) -> tuple[str, Any] | None:
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return ref, node
+
+
+def _is_nested(items: Any, root: dict[str, Any]) -> bool:
+    if not isinstance(items, dict):
+        return False
+    if "$ref" in items:
+        target = _resolve(root, items["$ref"])
+        items = target[1] if target else {}
+    kinds = items.get("type") if isinstance(items, dict) else None
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return bool({"object", "array"} & set(kinds)) or any(k in items for k in ("properties", "items", "anyOf", "oneOf"))
+
+
+def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    root = schema
+
+    def walk(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(x, stack) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node and isinstance(node["$ref"], str):
+            target = _resolve(root, node["$ref"])
+            if target is not None:
+                ref, body = target
+                if stack.count(ref) >= bounds.max_depth:
+                    return False
+                siblings = {k: v for k, v in node.items() if k != "$ref"}
+                inlined = walk(copy.deepcopy(body), (*stack, ref))
+                if siblings and isinstance(inlined, dict):
+                    return {"allOf": [inlined, walk(siblings, stack)]}
+                return inlined
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("$defs", "definitions"):
+                continue  # every reference is inlined
+            if key in ("properties", "patternProperties", "dependentSchemas"):
+                out[key] = {k: walk(v, stack) for k, v in value.items()} if isinstance(value, dict) else value
+            elif key in ("items", "additionalProperties", "not", "contains", "if", "then", "else", "prefixItems", "allOf", "anyOf", "oneOf"):
+                out[key] = walk(value, stack)
+            else:
+                out[key] = value
+        types = out.get("type")
+        types = types if isinstance(types, list) else [types]
+        if ("array" in types or "items" in out) and "maxItems" not in out:
+            cap = bounds.max_items_nested if _is_nested(node.get("items"), root) else bounds.max_items_scalar
+            out["maxItems"] = max(cap, int(out.get("minItems", 0)))
+        if "string" in types and not {"maxLength", "pattern", "format", "enum", "const"} & out.keys():
+            out["maxLength"] = max(bounds.max_string_length, int(out.get("minLength", 0)))
+        return out
+
+    try:
+        result = walk(schema, ())
+    except RecursionError:
+        return schema
+    if len(json.dumps(result)) > bounds.max_size:
+        return schema
+    return result

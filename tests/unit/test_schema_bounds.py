@@ -1,0 +1,47 @@
+import json
+
+import jsonschema
+from llguidance import LLMatcher
+
+from faceplate.schema_bounds import Bounds, tighten
+
+TREE = {
+    "$defs": {"node": {"type": "object", "properties": {"label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["label", "children"]}},
+    "type": "object",
+    "properties": {"root": {"$ref": "#/$defs/node"}},
+    "required": ["root"],
+}
+
+
+def test_arrays_and_strings_get_bounds_only_where_missing() -> None:
+    s = tighten({"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}}, "b": {"type": "array", "items": {"type": "object"}}, "c": {"type": "string"}, "d": {"type": "string", "enum": ["x"]}, "e": {"type": "array", "maxItems": 50}}})
+    p = s["properties"]
+    assert p["a"]["maxItems"] == 8 and p["b"]["maxItems"] == 4 and p["c"]["maxLength"] == 256
+    assert "maxLength" not in p["d"] and p["e"]["maxItems"] == 50
+    assert tighten({"type": "array", "minItems": 12})["maxItems"] == 12
+
+
+def test_recursion_unrolled_to_depth_then_false() -> None:
+    s = tighten(TREE, Bounds(max_depth=2))
+    assert "$defs" not in s
+    level1 = s["properties"]["root"]
+    level2 = level1["properties"]["children"]["items"]
+    assert level2["properties"]["children"]["items"] is False  # a third level would be nothing: children must be []
+    assert LLMatcher.validate_grammar(LLMatcher.grammar_from_json_schema(s)) == ""
+
+
+def test_everything_the_tight_schema_allows_the_original_allows() -> None:
+    tight = tighten(TREE, Bounds(max_depth=2))
+    doc = {"root": {"label": "a", "children": [{"label": "b", "children": []}]}}
+    jsonschema.validate(doc, tight)
+    jsonschema.validate(doc, TREE)
+    too_deep = {"root": {"label": "a", "children": [{"label": "b", "children": [{"label": "c", "children": []}]}]}}
+    jsonschema.validate(too_deep, TREE)
+    assert not jsonschema.Draft202012Validator(tight).is_valid(too_deep)
+
+
+def test_ref_with_siblings_and_unknown_refs_kept() -> None:
+    s = tighten({"$defs": {"x": {"type": "integer"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/x", "description": "d"}, "b": {"$ref": "https://e.com/s"}}})
+    assert s["properties"]["a"] == {"allOf": [{"type": "integer"}, {"description": "d"}]}
+    assert s["properties"]["b"] == {"$ref": "https://e.com/s"}
+    assert json.dumps(tighten(True)) == "true"

@@ -2,6 +2,12 @@
 
 Static keys come from settings; stored keys (``faceplate keys create``) from the key
 store, looked up by their SHA-256 hash. Secrets are compared with hmac.compare_digest.
+
+Auth is on when a static key is configured or the store holds a key. A server that
+started with neither asks the store again (``KeyLookup.has_keys``, cached for a few
+seconds) so a key created later from the CLI turns auth on without a restart; once on,
+it stays on. Until then, a request that presents a stored key is still treated as that
+key (its models and limits), so a key made on another replica is never served anonymously.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ class KeyLookup(Protocol):
         """The active (not revoked, not expired) key with this hash, or None."""
         ...
 
+    async def has_keys(self) -> bool:
+        """Whether the store holds at least one key (then auth is required)."""
+        ...
+
 
 class Authenticator:
     def __init__(self, static_keys: list[str], store: KeyLookup | None = None, *, store_has_keys: bool = False) -> None:
@@ -54,12 +64,30 @@ class Authenticator:
     def enable_store(self) -> None:
         self.enabled = self._store is not None
 
+    def invalidate(self, key_hash: str | None = None) -> None:
+        """Forget cached lookups (one key's, or all) so a revocation here takes effect at once."""
+        forget = getattr(self._store, "invalidate", None)
+        if forget is not None:
+            forget(key_hash)
+
     async def authenticate(self, headers: Headers) -> Principal:
-        if not self.enabled:
-            return ANONYMOUS
         auth = headers.get("authorization", "")
         scheme, _, secret = auth.partition(" ")
         secret = secret.strip()
+        if not self.enabled:
+            if self._store is None:
+                return ANONYMOUS
+            if scheme.lower() == "bearer" and secret:
+                # A stored key is honoured (with its models and limits) even before this process
+                # has noticed that the store holds keys: another replica may have just made it.
+                principal = await self._store.principal_for_hash(hash_key(secret))
+                if principal is not None:
+                    self.enabled = True
+                    return principal
+            has_keys = getattr(self._store, "has_keys", None)
+            if has_keys is None or not await has_keys():
+                return ANONYMOUS
+            self.enabled = True
         if scheme.lower() != "bearer" or not secret:
             raise InvalidApiKey(
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from faceplate import __version__
+from faceplate import __version__, cli_keys
 from faceplate.config import ConfigError, ModelSpec, Settings, load_settings
 
 log = logging.getLogger("faceplate")
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    cli_keys.add_parsers(sub, _add_common)
     return parser
 
 
@@ -89,7 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.effective_models():
         print("faceplate: no models configured and the bundled models are not installed", file=sys.stderr)
         return 2
-    if not settings.api_keys and not _is_loopback(settings.host) and not settings.allow_insecure:
+    insecure = not settings.api_keys and not _is_loopback(settings.host) and not settings.allow_insecure
+    if insecure and not _store_has_keys(settings):
         print(
             f"faceplate: refusing to serve {settings.host} with no API key: anyone on the network could use it. "
             "Pass --api-key, or --allow-insecure if that is really intended.",
@@ -101,11 +103,28 @@ def _serve(args: argparse.Namespace) -> int:
     return run(settings)
 
 
+def _store_has_keys(settings: Settings) -> bool:
+    """Keys made with `faceplate keys create` protect the server as --api-key does."""
+    from faceplate.store import Store
+
+    try:
+        store = Store.open(settings.resolved_database_url())
+    except Exception as exc:
+        print(f"faceplate: cannot open the key store: {exc}", file=sys.stderr)
+        return False
+    try:
+        return store.keys.any()
+    finally:
+        store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command in ("keys", "usage"):
+            return cli_keys.run(args)
     except ConfigError as exc:
         print(f"faceplate: {exc}", file=sys.stderr)
         return 2

@@ -93,6 +93,8 @@ class Settings(BaseModel):
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir)")
     redis_url: str | None = Field(None, description="Redis URL for shared rate-limit state across replicas")
     admin_key: str | None = Field(None, description="key for the /admin API")
+    rate_limit_window_s: float = Field(60.0, gt=0, le=3600, description="rpm/tpm apply per this many seconds")
+    key_cache_ttl_s: float = Field(5.0, ge=0, le=300, description="stored-key cache time (revocation delay)")
     embedding_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long the embedding batcher waits to fill a batch")
     embedding_max_batch: int = Field(256, ge=1, description="most inputs in one embedding forward pass")
     embedding_batching: bool = Field(True, description="gather concurrent embedding requests into shared batches")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import uvicorn
@@ -12,18 +13,47 @@ from faceplate.app import create_app
 from faceplate.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
+from faceplate.limits import Limiter, MemoryLimiter, RedisLimiter
+from faceplate.store import CachedKeyLookup, Store
+from faceplate.usage import BatchingUsageSink
 
 log = logging.getLogger("faceplate.server")
 
 
-def build_services(settings: Settings, registry: Registry) -> Services:
-    return Services(settings=settings, registry=registry, auth=Authenticator(settings.api_keys))
+def build_services(settings: Settings, registry: Registry, *, store: Store | None = None) -> Services:
+    """Open (and migrate) the store, and build auth, the rate limiter and the usage sink around it.
+
+    The limiter is Redis-backed when ``settings.redis_url`` is set (one limit shared by every
+    replica), in-process otherwise. Close what this opens with ``close_services``.
+    """
+    store = store or Store.open(settings.resolved_database_url())
+    keys = CachedKeyLookup(store.keys, ttl_s=settings.key_cache_ttl_s)
+    auth = Authenticator(settings.api_keys, keys, store_has_keys=store.keys.any())
+    limiter: Limiter
+    if settings.redis_url:
+        limiter = RedisLimiter(settings.redis_url, window_s=settings.rate_limit_window_s)
+    else:
+        limiter = MemoryLimiter(window_s=settings.rate_limit_window_s)
+    usage = BatchingUsageSink(store.usage.insert)
+    return Services(settings=settings, registry=registry, auth=auth, limiter=limiter, usage=usage, store=store)
+
+
+async def close_services(services: Services) -> None:
+    """Write queued usage, then close the limiter's connection and the store."""
+    for closer in (getattr(services.usage, "aclose", None), getattr(services.limiter, "aclose", None)):
+        if closer is not None:
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while shutting down")
+    if services.store is not None:
+        services.store.close()
 
 
 def run(settings: Settings) -> int:
     registry = asyncio.run(Registry.load(settings))
     services = build_services(settings, registry)
-    app = create_app(services)
+    app = create_app(services, on_shutdown=[functools.partial(close_services, services)])
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
 from faceplate.auth import Authenticator, Principal
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
-from faceplate.errors import InvalidRequest, PayloadTooLarge
+from faceplate.errors import FaceplateError, InvalidRequest, PayloadTooLarge
 from faceplate.limits import Lease, Limiter, Unlimited
 from faceplate.usage import NullUsage, UsageRecord, UsageSink
+
+if TYPE_CHECKING:
+    from faceplate.store import Store
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Services:
     auth: Authenticator
     limiter: Limiter = field(default_factory=Unlimited)
     usage: UsageSink = field(default_factory=NullUsage)
+    store: Store | None = None  # keys and usage, for the admin API; None: no store
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -63,7 +68,11 @@ class Call:
         return self.lease.headers
 
     async def admit(self, tokens: int) -> None:
-        self.lease = await self.services.limiter.admit(self.principal, tokens)
+        try:
+            self.lease = await self.services.limiter.admit(self.principal, tokens)
+        except FaceplateError as exc:  # 429 (or 503: limiter down) is recorded too, with no tokens
+            await self.finish(exc.status, 0, 0)
+            raise
 
     async def finish(self, status: int, prompt_tokens: int, completion_tokens: int) -> None:
         if self._done:

@@ -1,0 +1,49 @@
+"""The store: API keys and usage, SQLite by default, PostgreSQL by URL.
+
+``Store.open(url)`` creates the engine (and the SQLite file's folder), applies pending
+migrations, and hands out the per-table stores. Files, batches and responses will live
+here too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from faceplate.store.db import normalize_url, open_engine
+from faceplate.store.keys import ApiKey, CachedKeyLookup, KeyStore, generate_secret, parse_duration, parse_time
+from faceplate.store.migrations import migrate
+from faceplate.store.usage import UsageStore
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.keys = KeyStore(engine)
+        self.usage = UsageStore(engine)
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        engine = open_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = [
+    "ApiKey",
+    "CachedKeyLookup",
+    "KeyStore",
+    "Store",
+    "UsageStore",
+    "generate_secret",
+    "normalize_url",
+    "parse_duration",
+    "parse_time",
+]

@@ -1,0 +1,50 @@
+"""The tables as the code reads and writes them today (the migrations build them).
+
+Times are Unix seconds (float) in UTC, so SQLite and PostgreSQL compare them the same way;
+``usage.day`` (``YYYY-MM-DD``, UTC) is written with each row so reports group by day
+without dialect-specific date functions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Double, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", Double, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(32), nullable=False),
+    Column("models", Text, nullable=True),  # JSON array of model ids; NULL: every model
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key_id", String(64), nullable=True),  # NULL: a static key or anonymous
+    Column("model", String(200), nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Double, nullable=False),
+    Column("created", Double, nullable=False),
+    Column("day", String(10), nullable=False),
+)

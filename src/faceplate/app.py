@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceplate.api import chat, completions, health, models
+from faceplate.api import admin, chat, completions, embeddings, health, models
 from faceplate.api.call import Services
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.streaming import json_response
@@ -88,6 +88,8 @@ def create_app(
 ) -> ASGIApp:
     """Build the app around already-built services. The registry is started and closed with the app."""
     route_groups: list[Extension] = [health.routes, models.routes, chat.routes, completions.routes, *(extensions or [])]
+    route_groups.append(admin.routes)
+    route_groups.append(embeddings.routes)
     routes = [r for group in route_groups for r in group(services)]
 
     @contextlib.asynccontextmanager

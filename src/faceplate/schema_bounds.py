@@ -7,6 +7,7 @@ validates against the *original* schema:
 
 - arrays without ``maxItems`` get one (fewer for arrays of objects/arrays);
 - strings without ``maxLength`` (and without a pattern/format/enum) get one;
+- integers without bounds get +/- 10**15 (digits are repetition too);
 - recursive ``$ref``s are unrolled to a fixed depth; past it the reference becomes ``false``
   (nothing), so an optional child, an empty array or another ``anyOf`` branch is the only way on.
 
@@ -27,6 +28,7 @@ class Bounds:
     max_items_scalar: int = 8
     max_items_nested: int = 4
     max_string_length: int = 256
+    max_abs_integer: int = 10**15
     max_depth: int = 3  # how many times one recursive definition may be entered on a path
     max_size: int = 256 * 1024  # bytes of the rewritten schema
 
@@ -90,6 +92,10 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
         if ("array" in types or "items" in out) and "maxItems" not in out:
             cap = bounds.max_items_nested if _is_nested(node.get("items"), root) else bounds.max_items_scalar
             out["maxItems"] = max(cap, int(out.get("minItems", 0)))
+        if "integer" in types and not {"enum", "const"} & out.keys():
+            # An integer with no bounds lets a small model write digits forever.
+            out.setdefault("maximum", bounds.max_abs_integer)
+            out.setdefault("minimum", -bounds.max_abs_integer)
         if "string" in types and not {"maxLength", "pattern", "format", "enum", "const"} & out.keys():
             out["maxLength"] = max(bounds.max_string_length, int(out.get("minLength", 0)))
         return out

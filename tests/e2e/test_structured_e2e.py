@@ -201,9 +201,11 @@ def test_streamed_tool_calls_assemble(client: openai.OpenAI) -> None:
     _check_calls(final.choices[0].message.tool_calls, {"get_weather", "get_time"})
     raw = list(client.chat.completions.create(model=MODEL, messages=ASK_WEATHER, tools=[WEATHER], tool_choice="required", max_tokens=300, seed=4, stream=True))
     deltas = [tc for c in raw if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    first = deltas[0]
-    assert first.id and first.type == "function" and first.function and first.function.name == "get_weather" and first.function.arguments == ""
-    assert all(d.id is None and d.type is None and d.function and d.function.name is None for d in deltas[1:])
+    for index in {d.index for d in deltas}:
+        first, *rest = [d for d in deltas if d.index == index]
+        assert first.id and first.type == "function" and first.function and first.function.name == "get_weather"
+        assert first.function.arguments == ""
+        assert all(d.id is None and d.type is None and d.function and d.function.name is None for d in rest)
 
 
 def test_two_turn_tool_loop(client: openai.OpenAI) -> None:

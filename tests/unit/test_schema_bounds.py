@@ -19,6 +19,7 @@ def test_arrays_and_strings_get_bounds_only_where_missing() -> None:
     assert p["a"]["maxItems"] == 8 and p["b"]["maxItems"] == 4 and p["c"]["maxLength"] == 256
     assert "maxLength" not in p["d"] and p["e"]["maxItems"] == 50
     assert tighten({"type": "array", "minItems": 12})["maxItems"] == 12
+    assert tighten({"type": "integer", "minimum": 0}) == {"type": "integer", "minimum": 0, "maximum": 10**15}
 
 
 def test_recursion_unrolled_to_depth_then_false() -> None:

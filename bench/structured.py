@@ -26,9 +26,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from faceplate.config import bundled_chat_model_path  # noqa: E402
 from tests.e2e.test_structured_e2e import SCHEMAS  # noqa: E402
 from tests.serverproc import start_server  # noqa: E402
+
+from faceplate.config import bundled_chat_model_path  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [
@@ -143,12 +144,15 @@ def main() -> None:
     print("|---:|---|---:|---:|---:|---:|")
     for clients, free, cons in rows:
         for name, r in (("free", free), ("json_schema", cons)):
-            print(f"| {clients} | {name} | {r['requests']:.0f} | {r['sum_tok_s']:.1f} | {r['decode_tok_s_per_stream']:.1f} | {r['ttft_p50']:.2f} |")
+            cells = [f"{r['requests']:.0f}", f"{r['sum_tok_s']:.1f}", f"{r['decode_tok_s_per_stream']:.1f}", f"{r['ttft_p50']:.2f}"]
+            print(f"| {clients} | {name} | " + " | ".join(cells) + " |")
         ratio = cons["decode_tok_s_per_stream"] / free["decode_tok_s_per_stream"]
         print(f"| {clients} | **constrained/free decode** | | | **{ratio:.2f}** (target >= 0.85) | |")
     times = compile_times()
-    print(f"\nSchema compile (20 test schemas, tighten + llguidance against the vocabulary): "
-          f"total {sum(times):.1f} ms, median {statistics.median(times):.2f} ms, max {max(times):.1f} ms")
+    print(
+        f"\nSchema compile (20 test schemas, tighten + llguidance against the vocabulary): "
+        f"total {sum(times):.1f} ms, median {statistics.median(times):.2f} ms, max {max(times):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

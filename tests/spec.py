@@ -45,15 +45,27 @@ _SCHEMAS = "#/components/schemas/"
 
 # Keywords holding subschemas (map of schemas / one schema / list of schemas).
 _MAP_KW = ("properties", "patternProperties", "$defs", "dependentSchemas")
-_ONE_KW = ("additionalProperties", "items", "not", "if", "then", "else", "contains",
-           "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+_ONE_KW = (
+    "additionalProperties",
+    "items",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+)
 _LIST_KW = ("allOf", "anyOf", "oneOf", "prefixItems")
 # Keywords that never constrain an instance; a schema made only of these accepts anything.
-_ANNOTATIONS = frozenset({"description", "title", "default", "example", "examples",
-                          "deprecated", "readOnly", "writeOnly", "discriminator"})
+_ANNOTATIONS = frozenset(
+    {"description", "title", "default", "example", "examples", "deprecated", "readOnly", "writeOnly", "discriminator"}
+)
 
 
 # --------------------------------------------------------------------------- transforms
+
 
 def _walk(schema: Any, fn: Callable[[Schema], Schema]) -> Any:
     """Return a copy of ``schema`` with ``fn`` applied pre-order to every subschema.
@@ -90,8 +102,7 @@ def _accepts_null(schema: Any) -> bool:
     if rest == {"anyOf"}:
         return any(isinstance(m, dict) and m.get("type") == "null" for m in schema["anyOf"])
     t = schema.get("type")
-    return (t == "null" or (isinstance(t, list) and "null" in t)) and (
-        "enum" not in schema or None in schema["enum"])
+    return (t == "null" or (isinstance(t, list) and "null" in t)) and ("enum" not in schema or None in schema["enum"])
 
 
 def or_null(schema: Schema) -> Schema:
@@ -118,8 +129,11 @@ def _fix_openapi30(name: str) -> Callable[[Schema], Schema]:
         # useless on its own (an empty schema), so lift it onto the allOf.
         members = node.get("allOf")
         if isinstance(members, list):
-            bare = [m for m in members if isinstance(m, dict) and "nullable" in m
-                    and all(_is_annotation(k) for k in m if k != "nullable")]
+            bare = [
+                m
+                for m in members
+                if isinstance(m, dict) and "nullable" in m and all(_is_annotation(k) for k in m if k != "nullable")
+            ]
             if bare:
                 node["allOf"] = [m for m in members if m not in bare]
                 nullable = nullable or any(m["nullable"] is True for m in bare)
@@ -157,19 +171,24 @@ def _derived(schemas: dict[str, Schema]) -> dict[str, Schema]:
     embedding = copy.deepcopy(schemas["Embedding"])
     # SDKs default to encoding_format=base64: the vector is then a base64 string
     # (little-endian float32) instead of an array of numbers.
-    embedding["properties"]["embedding"] = {"anyOf": [
-        embedding["properties"]["embedding"],
-        {"type": "string", "contentEncoding": "base64",
-         "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
-    ]}
+    embedding["properties"]["embedding"] = {
+        "anyOf": [
+            embedding["properties"]["embedding"],
+            {
+                "type": "string",
+                "contentEncoding": "base64",
+                "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+            },
+        ]
+    }
     embeddings = copy.deepcopy(schemas["CreateEmbeddingResponse"])
     embeddings["properties"]["data"]["items"] = {"$ref": _SCHEMAS + "FaceplateEmbedding"}
 
-    return {"FaceplateCompletionChunk": chunk, "FaceplateEmbedding": embedding,
-            "FaceplateCreateEmbeddingResponse": embeddings}
+    return {"FaceplateCompletionChunk": chunk, "FaceplateEmbedding": embedding, "FaceplateCreateEmbeddingResponse": embeddings}
 
 
 # --------------------------------------------------------------------------- loading
+
 
 @lru_cache(maxsize=1)
 def raw_document() -> dict[str, Any]:
@@ -211,11 +230,11 @@ def validator(schema_name: str, profile: Profile = "lenient") -> Draft202012Vali
     """Compiled validator for ``#/components/schemas/<schema_name>`` (cached)."""
     if schema_name not in document(profile)["components"]["schemas"]:
         raise KeyError(f"no schema {schema_name!r} in {SPEC_PATH.name}")
-    return Draft202012Validator({"$ref": f"{BASE_URI}{_SCHEMAS}{schema_name}"},
-                                registry=_registry(profile))
+    return Draft202012Validator({"$ref": f"{BASE_URI}{_SCHEMAS}{schema_name}"}, registry=_registry(profile))
 
 
 # --------------------------------------------------------------------------- reporting
+
 
 def _consts(schema: Any, prop: str, resolver: Resolver, seen: set[str]) -> set[Any]:
     """Values ``schema`` allows for ``instance[prop]`` via const/enum (following refs)."""
@@ -267,8 +286,7 @@ def _branch(err: ValidationError, resolver: Resolver) -> tuple[int | None, str] 
     mapped = disc.get("mapping", {}).get(value) if isinstance(disc, dict) else None
     for i, member in enumerate(err.validator_value):
         ref = member.get("$ref") if isinstance(member, dict) else None
-        if (mapped is not None and ref == mapped) or (
-                mapped is None and value in _consts(member, prop, resolver, set())):
+        if (mapped is not None and ref == mapped) or (mapped is None and value in _consts(member, prop, resolver, set())):
             label = ref.rsplit("/", 1)[-1] if ref else f"{err.validator}[{i}]"
             return i, f"{label} (by {prop}={value!r})"
     return None, f"no {err.validator} branch has {prop}={value!r}"
@@ -299,12 +317,13 @@ def _short(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
 
 
-def _message(instance: Any, schema_name: str, profile: Profile,
-             errors: list[ValidationError]) -> str:
+def _message(instance: Any, schema_name: str, profile: Profile, errors: list[ValidationError]) -> str:
     notes: list[str] = []
     err = _explain(max(errors, key=relevance), _resolver(profile), notes)
-    lines = [f"{schema_name} ({profile}): {err.json_path}: {_short(err.message)}",
-             f"  schema path: {'/'.join(map(str, err.absolute_schema_path))}"]
+    lines = [
+        f"{schema_name} ({profile}): {err.json_path}: {_short(err.message)}",
+        f"  schema path: {'/'.join(map(str, err.absolute_schema_path))}",
+    ]
     if notes:
         lines.append("  branch: " + " -> ".join(notes))
     if len(errors) > 1:
@@ -314,6 +333,7 @@ def _message(instance: Any, schema_name: str, profile: Profile,
 
 
 # --------------------------------------------------------------------------- public API
+
 
 def validate(instance: Any, schema_name: str, profile: Profile = "lenient") -> None:
     """Raise AssertionError with a readable message unless ``instance`` conforms."""

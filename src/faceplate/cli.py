@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model to serve: a GGUF file or a sentence-transformers folder, optionally named ID=PATH; repeatable "
         "(default: the bundled smollm2-135m-instruct and all-minilm-l6-v2; FACEPLATE_MODELS, comma-separated)",
     )
-    serve.add_argument("--api-key", action="append", metavar="KEY", help="accept this Bearer key; repeatable (FACEPLATE_API_KEYS)")
+    serve.add_argument(
+        "--api-key", action="append", metavar="KEY", help="accept this Bearer key; repeatable (FACEPLATE_API_KEYS)"
+    )
     serve.add_argument("--admin-key", help="key for the /admin API (FACEPLATE_ADMIN_KEY)")
     serve.add_argument("--redis-url", help="Redis URL: share rate-limit state between replicas (FACEPLATE_REDIS_URL)")
     serve.add_argument(

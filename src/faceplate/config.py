@@ -89,7 +89,9 @@ class Settings(BaseModel):
     max_queue: int | None = Field(None, ge=0, description="default queue bound per model (default: 4 x n_parallel)")
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
     log_level: str = Field("info", description="debug, info, warning or error")
-    data_dir: str = Field(default_factory=lambda: str(Path.home() / ".local" / "share" / "faceplate"), description="where the SQLite store lives")
+    data_dir: str = Field(
+        default_factory=lambda: str(Path.home() / ".local" / "share" / "faceplate"), description="where the SQLite store lives"
+    )
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir)")
     redis_url: str | None = Field(None, description="Redis URL for shared rate-limit state across replicas")
     admin_key: str | None = Field(None, description="key for the /admin API")

@@ -67,7 +67,7 @@ def _call_rule(i: int, tool: ToolSpec) -> str:
     params = tighten(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
     params["x-guidance"] = JSON_OPTIONS
     head = _lark_str(f'{{"name":"{tool.name}","arguments":')
-    return f"call_{i}: {head} %json {json.dumps(params)} \"}}\""
+    return f'call_{i}: {head} %json {json.dumps(params)} "}}"'
 
 
 def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, allow_text: bool) -> Constraint:
@@ -82,8 +82,10 @@ def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, a
     rules = [_call_rule(i, t) for i, t in enumerate(chosen)]
     body = " | ".join(f"call_{i}" for i in range(len(chosen)))
     call = f"call: {_lark_str(TOOL_OPEN)} ({body}) {_lark_str(TOOL_CLOSE)}"
-    calls = "calls: call" if not parallel else "calls: " + " | ".join(
-        " ".join(["call"] * k) for k in range(1, MAX_PARALLEL_CALLS + 1)
+    calls = (
+        "calls: call"
+        if not parallel
+        else "calls: " + " | ".join(" ".join(["call"] * k) for k in range(1, MAX_PARALLEL_CALLS + 1))
     )
     start = "start: calls | TEXT" if allow_text else "start: calls"
     lines = [start, calls, call, *rules]

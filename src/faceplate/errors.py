@@ -52,7 +52,9 @@ class ContextLengthExceeded(InvalidRequest):
     def __init__(self, prompt_tokens: int, limit: int, requested: int = 0, param: str = "messages") -> None:
         total = prompt_tokens + requested
         detail = (
-            f"({prompt_tokens} in the prompt; {requested} for the completion)" if requested else f"({prompt_tokens} in the prompt)"
+            f"({prompt_tokens} in the prompt; {requested} for the completion)"
+            if requested
+            else f"({prompt_tokens} in the prompt)"
         )
         super().__init__(
             f"This model's maximum context length is {limit} tokens. However, you requested {total} tokens {detail}. "

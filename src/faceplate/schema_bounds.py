@@ -83,7 +83,19 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
                 continue  # every reference is inlined
             if key in ("properties", "patternProperties", "dependentSchemas"):
                 out[key] = {k: walk(v, stack) for k, v in value.items()} if isinstance(value, dict) else value
-            elif key in ("items", "additionalProperties", "not", "contains", "if", "then", "else", "prefixItems", "allOf", "anyOf", "oneOf"):
+            elif key in (
+                "items",
+                "additionalProperties",
+                "not",
+                "contains",
+                "if",
+                "then",
+                "else",
+                "prefixItems",
+                "allOf",
+                "anyOf",
+                "oneOf",
+            ):
                 out[key] = walk(value, stack)
             else:
                 out[key] = value

@@ -10,7 +10,13 @@ from faceplate import constraints
 from faceplate.constraints import ToolSpec
 from faceplate.engines.base import Constraint
 from faceplate.errors import InvalidRequest
-from faceplate.protocol.chat import ChatCompletionRequest, NamedFunction, NamedToolChoice, ResponseFormatJsonObject, ResponseFormatJsonSchema
+from faceplate.protocol.chat import (
+    ChatCompletionRequest,
+    NamedFunction,
+    NamedToolChoice,
+    ResponseFormatJsonObject,
+    ResponseFormatJsonSchema,
+)
 from faceplate.tools import messages_for_template
 
 ToolsMode = Literal["tools", "functions"] | None
@@ -82,7 +88,10 @@ def plan(body: ChatCompletionRequest, messages: list[dict[str, Any]], *, templat
 
     prompt_messages = messages_for_template(messages, specs_for_prompt, template_supports_tools=template_supports_tools)
     template_tools = (
-        [{"type": "function", "function": {"name": s.name, "description": s.description or "", "parameters": s.parameters}} for s in specs_for_prompt]
+        [
+            {"type": "function", "function": {"name": s.name, "description": s.description or "", "parameters": s.parameters}}
+            for s in specs_for_prompt
+        ]
         if template_supports_tools and specs_for_prompt
         else None
     )

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from faceplate import structured
 from faceplate.engines.base import (
     ChatEngine,
     Finished,
@@ -21,7 +22,6 @@ from faceplate.engines.base import (
     TextDelta,
     TokenLogprob,
 )
-from faceplate import structured
 from faceplate.errors import ContextLengthExceeded, InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest, TextPart
 from faceplate.protocol.completions import CompletionRequest
@@ -216,7 +216,14 @@ class ChatStream:
     def opening(self) -> list[dict[str, Any]]:
         return [
             self._chunk(
-                [{"index": i, "delta": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None, "finish_reason": None}]
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": "", "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
             )
             for i in range(self.n)
         ]
@@ -228,7 +235,12 @@ class ChatStream:
             fn = {"name": piece.name, "arguments": piece.arguments or ""} if piece.name else {"arguments": piece.arguments}
             return {"function_call": fn}
         if piece.name is not None:
-            call = {"index": piece.index, "id": piece.call_id, "type": "function", "function": {"name": piece.name, "arguments": ""}}
+            call = {
+                "index": piece.index,
+                "id": piece.call_id,
+                "type": "function",
+                "function": {"name": piece.name, "arguments": ""},
+            }
         else:
             call = {"index": piece.index, "function": {"arguments": piece.arguments}}
         return {"tool_calls": [call]}

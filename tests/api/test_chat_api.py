@@ -85,7 +85,9 @@ async def test_logprobs(api: httpx.AsyncClient) -> None:
 
 
 async def test_legacy_completion_echo_and_multi_prompt(api: httpx.AsyncClient) -> None:
-    r = await api.post("/v1/completions", json={"model": "fake-model", "prompt": ["ab", "cd"], "max_tokens": 3, "echo": True, "n": 2})
+    r = await api.post(
+        "/v1/completions", json={"model": "fake-model", "prompt": ["ab", "cd"], "max_tokens": 3, "echo": True, "n": 2}
+    )
     body = r.json()
     spec.validate_completion(body)
     assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
@@ -108,7 +110,9 @@ async def test_legacy_completion_stream(api: httpx.AsyncClient) -> None:
     assert chunks[-1]["usage"]["completion_tokens"] == 3
 
 
-def _err(r: httpx.Response, status: int, param: str | None, code: str | None = None, type_: str = "invalid_request_error") -> None:
+def _err(
+    r: httpx.Response, status: int, param: str | None, code: str | None = None, type_: str = "invalid_request_error"
+) -> None:
     assert r.status_code == status, r.text
     body = r.json()
     spec.validate_error(body)
@@ -140,8 +144,13 @@ def _err(r: httpx.Response, status: int, param: str | None, code: str | None = N
         (chat(stream_options={"include_usage": True}), "stream_options"),
         (chat(presence_penalty=-3), "presence_penalty"),
         (chat(stream="yes"), "stream"),
-        ({"model": "fake-model", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-         "messages[0].content[0].type"),
+        (
+            {
+                "model": "fake-model",
+                "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
+            },
+            "messages[0].content[0].type",
+        ),
     ],
 )
 async def test_bad_chat_requests_are_400_naming_param(api: httpx.AsyncClient, payload: dict[str, Any], param: str) -> None:
@@ -191,7 +200,12 @@ async def test_unknown_fields_accepted_and_logged(api: httpx.AsyncClient, caplog
 
 
 async def test_sdk_headers_accepted(api: httpx.AsyncClient) -> None:
-    headers = {"OpenAI-Organization": "org-x", "OpenAI-Project": "proj-y", "X-Stainless-Lang": "python", "User-Agent": "OpenAI/Python 3.57"}
+    headers = {
+        "OpenAI-Organization": "org-x",
+        "OpenAI-Project": "proj-y",
+        "X-Stainless-Lang": "python",
+        "User-Agent": "OpenAI/Python 3.57",
+    }
     r = await api.post("/v1/chat/completions", json=chat(max_tokens=1), headers=headers)
     assert r.status_code == 200
 

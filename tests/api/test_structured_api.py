@@ -20,10 +20,27 @@ def body(**kw: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("payload", "param"),
     [
-        (body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}}), "response_format.json_schema.schema"),
-        (body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/none"}}}), "response_format.json_schema.schema"),
-        (body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}}}), "response_format.json_schema.schema"),
-        (body(response_format={"type": "json_schema", "json_schema": {"name": "bad name!", "schema": {}}}), "response_format.json_schema.name"),
+        (
+            body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nope"}}}),
+            "response_format.json_schema.schema",
+        ),
+        (
+            body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/none"}}}),
+            "response_format.json_schema.schema",
+        ),
+        (
+            body(
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}},
+                }
+            ),
+            "response_format.json_schema.schema",
+        ),
+        (
+            body(response_format={"type": "json_schema", "json_schema": {"name": "bad name!", "schema": {}}}),
+            "response_format.json_schema.name",
+        ),
         (body(response_format={"type": "xml"}), "response_format.type"),
         (body(response_format={"type": "json_object"}, messages=[{"role": "user", "content": "hi"}]), "messages"),
         (body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "g"}}), "tool_choice"),
@@ -32,7 +49,18 @@ def body(**kw: Any) -> dict[str, Any]:
         (body(tools=[{"type": "function", "function": {"name": "has space"}}]), "tools[0].function.name"),
         (body(tool_choice={"type": "function", "function": {"name": "f"}}), "tool_choice"),
         (body(functions=[TOOL["function"]], function_call={"name": "zzz"}), "function_call"),
-        (body(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "bogus"}}}}}], tool_choice="required"), "tools"),
+        (
+            body(
+                tools=[
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "bogus"}}}},
+                    }
+                ],
+                tool_choice="required",
+            ),
+            "tools",
+        ),
     ],
 )
 async def test_bad_structured_requests(api: httpx.AsyncClient, payload: dict[str, Any], param: str) -> None:
@@ -44,7 +72,15 @@ async def test_bad_structured_requests(api: httpx.AsyncClient, payload: dict[str
 
 async def test_huge_schema_rejected_quickly(api: httpx.AsyncClient) -> None:
     props = {f"p{i}": {"type": "string", "description": "x" * 100} for i in range(1000)}
-    r = await api.post("/v1/chat/completions", json=body(response_format={"type": "json_schema", "json_schema": {"name": "big", "schema": {"type": "object", "properties": props}}}))
+    r = await api.post(
+        "/v1/chat/completions",
+        json=body(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "big", "schema": {"type": "object", "properties": props}},
+            }
+        ),
+    )
     assert r.status_code == 400 and "too large" in r.json()["error"]["message"]
 
 

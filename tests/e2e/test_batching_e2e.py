@@ -23,7 +23,11 @@ TOPICS = ["the sea", "a mountain", "a city at night", "an old dog", "the moon", 
 
 def _ask(client: openai.OpenAI, topic: str, *, stream: bool, max_tokens: int = 48) -> tuple[str, str | None, int]:
     kw: dict[str, Any] = dict(
-        model=MODEL, messages=[{"role": "user", "content": f"Write a poem about {topic}."}], max_tokens=max_tokens, seed=11, temperature=0.9
+        model=MODEL,
+        messages=[{"role": "user", "content": f"Write a poem about {topic}."}],
+        max_tokens=max_tokens,
+        seed=11,
+        temperature=0.9,
     )
     if not stream:
         r = client.chat.completions.create(**kw)
@@ -63,10 +67,14 @@ def test_eight_concurrent_streams_equal_their_solo_answers(client: openai.OpenAI
 
 
 def test_n4_streamed_and_not(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}], n=4, max_tokens=10, seed=3)
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}], n=4, max_tokens=10, seed=3
+    )
     assert [c.index for c in r.choices] == [0, 1, 2, 3]
     texts = ["", "", "", ""]
-    for c in client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}], n=4, max_tokens=10, seed=3, stream=True):
+    for c in client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}], n=4, max_tokens=10, seed=3, stream=True
+    ):
         for ch in c.choices:
             texts[ch.index] += ch.delta.content or ""
     assert texts == [c.message.content for c in r.choices]
@@ -74,12 +82,20 @@ def test_n4_streamed_and_not(client: openai.OpenAI) -> None:
 
 def test_hang_up_mid_stream_frees_the_sequence(client: openai.OpenAI, server: ServerProcess) -> None:
     before = _health(server)
-    with httpx.Client(timeout=60) as raw, raw.stream(
-        "POST",
-        f"{server.base_url}/chat/completions",
-        headers={"authorization": f"Bearer {E2E_KEY}"},
-        json={"model": MODEL, "messages": [{"role": "user", "content": "Tell me a very long story."}], "max_tokens": 4000, "stream": True},
-    ) as resp:
+    with (
+        httpx.Client(timeout=60) as raw,
+        raw.stream(
+            "POST",
+            f"{server.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {E2E_KEY}"},
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Tell me a very long story."}],
+                "max_tokens": 4000,
+                "stream": True,
+            },
+        ) as resp,
+    ):
         lines: Iterator[str] = resp.iter_lines()
         got = [next(lines) for _ in range(6)]
         assert any(line.startswith("data:") for line in got)

@@ -88,7 +88,13 @@ def test_n3_streamed_interleaved(client: openai.OpenAI) -> None:
 
 
 def test_seed_determinism(client: openai.OpenAI) -> None:
-    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Write a short poem about the sea."}], max_tokens=30, seed=1234, temperature=1.0)
+    kw = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write a short poem about the sea."}],
+        max_tokens=30,
+        seed=1234,
+        temperature=1.0,
+    )
     a = client.chat.completions.create(**kw).choices[0].message.content  # type: ignore[call-overload]
     b = client.chat.completions.create(**kw).choices[0].message.content  # type: ignore[call-overload]
     assert a == b
@@ -98,7 +104,9 @@ def test_seed_determinism(client: openai.OpenAI) -> None:
 
 
 def test_stop_sequences(client: openai.OpenAI) -> None:
-    base = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=40, temperature=0).choices[0].message.content or ""
+    base = (
+        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=40, temperature=0).choices[0].message.content or ""
+    )
     words = base.split()
     assert len(words) > 3
     stop = words[2]
@@ -136,7 +144,9 @@ def test_legacy_completions(client: openai.OpenAI, server: ServerProcess, transp
     assert r.usage and r.usage.completion_tokens > 0
     # OpenAI itself streams legacy chunks with "finish_reason": null, which the SDK's strict mode
     # rejects (its Completion model has no null there); the spec transport still checks each chunk.
-    loose = openai.OpenAI(base_url=server.base_url, api_key=E2E_KEY, http_client=httpx2.Client(transport=transport), max_retries=0)
+    loose = openai.OpenAI(
+        base_url=server.base_url, api_key=E2E_KEY, http_client=httpx2.Client(transport=transport), max_retries=0
+    )
     stream = loose.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True)
     text = "".join(c.choices[0].text for c in stream if c.choices)
     loose.close()
@@ -148,7 +158,9 @@ def test_legacy_completions(client: openai.OpenAI, server: ServerProcess, transp
     assert tokens.usage and tokens.usage.prompt_tokens == 3
 
 
-def _expect(exc: pytest.ExceptionInfo[openai.APIStatusError], status: int, type_: str, code: str | None, param: str | None) -> None:
+def _expect(
+    exc: pytest.ExceptionInfo[openai.APIStatusError], status: int, type_: str, code: str | None, param: str | None
+) -> None:
     e = exc.value
     assert e.status_code == status
     body = e.body

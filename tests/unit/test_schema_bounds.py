@@ -6,7 +6,13 @@ from llguidance import LLMatcher
 from faceplate.schema_bounds import Bounds, tighten
 
 TREE = {
-    "$defs": {"node": {"type": "object", "properties": {"label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["label", "children"]}},
+    "$defs": {
+        "node": {
+            "type": "object",
+            "properties": {"label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+            "required": ["label", "children"],
+        }
+    },
     "type": "object",
     "properties": {"root": {"$ref": "#/$defs/node"}},
     "required": ["root"],
@@ -14,7 +20,18 @@ TREE = {
 
 
 def test_arrays_and_strings_get_bounds_only_where_missing() -> None:
-    s = tighten({"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}}, "b": {"type": "array", "items": {"type": "object"}}, "c": {"type": "string"}, "d": {"type": "string", "enum": ["x"]}, "e": {"type": "array", "maxItems": 50}}})
+    s = tighten(
+        {
+            "type": "object",
+            "properties": {
+                "a": {"type": "array", "items": {"type": "integer"}},
+                "b": {"type": "array", "items": {"type": "object"}},
+                "c": {"type": "string"},
+                "d": {"type": "string", "enum": ["x"]},
+                "e": {"type": "array", "maxItems": 50},
+            },
+        }
+    )
     p = s["properties"]
     assert p["a"]["maxItems"] == 8 and p["b"]["maxItems"] == 4 and p["c"]["maxLength"] == 256
     assert "maxLength" not in p["d"] and p["e"]["maxItems"] == 50
@@ -42,7 +59,13 @@ def test_everything_the_tight_schema_allows_the_original_allows() -> None:
 
 
 def test_ref_with_siblings_and_unknown_refs_kept() -> None:
-    s = tighten({"$defs": {"x": {"type": "integer"}}, "type": "object", "properties": {"a": {"$ref": "#/$defs/x", "description": "d"}, "b": {"$ref": "https://e.com/s"}}})
+    s = tighten(
+        {
+            "$defs": {"x": {"type": "integer"}},
+            "type": "object",
+            "properties": {"a": {"$ref": "#/$defs/x", "description": "d"}, "b": {"$ref": "https://e.com/s"}},
+        }
+    )
     assert s["properties"]["a"] == {"allOf": [{"type": "integer", "maximum": 10**15, "minimum": -(10**15)}, {"description": "d"}]}
     assert s["properties"]["b"] == {"$ref": "https://e.com/s"}
     assert json.dumps(tighten(True)) == "true"

@@ -27,12 +27,14 @@ CHAT: dict[str, Any] = {
     "object": "chat.completion",
     "created": 1700000000,
     "model": "m",
-    "choices": [{
-        "index": 0,
-        "message": {"role": "assistant", "content": "hi", "refusal": None},
-        "logprobs": None,
-        "finish_reason": "stop",
-    }],
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hi", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ],
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
 }
 
@@ -52,14 +54,16 @@ COMPLETION_CHUNK: dict[str, Any] = {
     "choices": [{"index": 0, "text": "he", "logprobs": None, "finish_reason": None}],
 }
 
-ERROR: dict[str, Any] = {"error": {"message": "boom", "type": "invalid_request_error",
-                                   "param": None, "code": None}}
+ERROR: dict[str, Any] = {"error": {"message": "boom", "type": "invalid_request_error", "param": None, "code": None}}
 
 
 def embeddings(vector: Any) -> dict[str, Any]:
-    return {"object": "list", "model": "m",
-            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
-            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+    return {
+        "object": "list",
+        "model": "m",
+        "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
 
 
 def with_(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -89,8 +93,12 @@ def test_chat_completion_missing_logprobs_fails() -> None:
 def test_chunk_null_finish_reason_passes_via_nullable_rewrite() -> None:
     validate_chat_chunk(CHUNK, profile="strict")
     # The published document alone (`nullable: true`) would reject it.
-    assert spec.raw_document()["components"]["schemas"]["CreateChatCompletionStreamResponse"][
-        "properties"]["choices"]["items"]["properties"]["finish_reason"]["nullable"] is True
+    assert (
+        spec.raw_document()["components"]["schemas"]["CreateChatCompletionStreamResponse"]["properties"]["choices"]["items"][
+            "properties"
+        ]["finish_reason"]["nullable"]
+        is True
+    )
 
 
 def test_chunk_bogus_finish_reason_fails() -> None:
@@ -151,8 +159,7 @@ def test_models() -> None:
 def test_strict_vs_lenient_on_optional_non_nullable_field() -> None:
     # CreateChatCompletionResponse.system_fingerprint is `{type: string}`, optional and not
     # nullable, yet OpenAI sends null for it.
-    field = spec.raw_document()["components"]["schemas"]["CreateChatCompletionResponse"][
-        "properties"]["system_fingerprint"]
+    field = spec.raw_document()["components"]["schemas"]["CreateChatCompletionResponse"]["properties"]["system_fingerprint"]
     assert field.get("type") == "string" and "nullable" not in field
     body = {**CHAT, "system_fingerprint": None}
     validate_chat_completion(body)  # lenient (default)
@@ -171,8 +178,14 @@ def test_lenient_keeps_required_fields_non_null() -> None:
 
 
 def test_discriminated_union_reports_the_selected_branch() -> None:
-    event = {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
-             "content_index": 0, "delta": "x", "logprobs": []}
+    event = {
+        "type": "response.output_text.delta",
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "x",
+        "logprobs": [],
+    }
     validate({**event, "sequence_number": 1}, "ResponseStreamEvent", profile="strict")
     with pytest.raises(AssertionError) as info:
         validate(event, "ResponseStreamEvent", profile="strict")
@@ -186,11 +199,9 @@ def test_discriminated_union_reports_the_selected_branch() -> None:
 def test_recursive_ref_is_checked() -> None:
     # CompoundFilter nests itself via 2019-09 `$recursiveRef`, rewritten to a real $ref.
     leaf = {"type": "eq", "key": "k", "value": "v"}
-    validate({"type": "and", "filters": [leaf, {"type": "or", "filters": [leaf]}]},
-             "CompoundFilter", profile="strict")
+    validate({"type": "and", "filters": [leaf, {"type": "or", "filters": [leaf]}]}, "CompoundFilter", profile="strict")
     with pytest.raises(AssertionError):
-        validate({"type": "and", "filters": [{"type": "or", "filters": "nope"}]},
-                 "CompoundFilter", profile="strict")
+        validate({"type": "and", "filters": [{"type": "or", "filters": "nope"}]}, "CompoundFilter", profile="strict")
 
 
 def test_unknown_names_are_rejected() -> None:

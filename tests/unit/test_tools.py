@@ -41,7 +41,11 @@ def test_template_without_tools_gets_system_prompt_and_markup() -> None:
     tools = [ToolSpec("f", "does f", {"type": "object"})]
     msgs = [
         {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}],
+        },
         {"role": "tool", "content": "42", "tool_call_id": "call_1"},
     ]
     out = messages_for_template(msgs, tools, template_supports_tools=False)

@@ -17,7 +17,9 @@ def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
         principal = await svc.auth.authenticate(request.headers)
         require_json(request)
-        body = parse_request(await read_body(request, svc.settings.max_request_bytes), ChatCompletionRequest, endpoint="chat.completions")
+        body = parse_request(
+            await read_body(request, svc.settings.max_request_bytes), ChatCompletionRequest, endpoint="chat.completions"
+        )
         principal.check_model(body.model)
         engine = svc.registry.chat(body.model)
         rid = new_id("chatcmpl")

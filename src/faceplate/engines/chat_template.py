@@ -77,7 +77,9 @@ class ChatTemplate:
             # The template itself rejects this conversation (e.g. roles must alternate).
             raise InvalidRequest(f"The model's chat template rejected these messages: {exc}", param="messages") from None
         except (TemplateError, TypeError, ValueError) as exc:
-            raise InvalidRequest(f"These messages cannot be rendered with the model's chat template: {exc}", param="messages") from None
+            raise InvalidRequest(
+                f"These messages cannot be rendered with the model's chat template: {exc}", param="messages"
+            ) from None
 
 
 __all__ = ["ChatTemplate", "CHATML"]

@@ -186,7 +186,9 @@ class ChatCompletionRequest(SamplingFields):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
             )
         if self.tool_choice is not None and not isinstance(self.tool_choice, str) and not self.tools:
-            raise InvalidRequest("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
+            raise InvalidRequest(
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice"
+            )
         if self.tools is not None and len(self.tools) == 0:
             raise InvalidRequest("Invalid 'tools': empty array. Expected an array with minimum length 1.", param="tools")
         return self

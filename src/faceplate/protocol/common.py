@@ -73,8 +73,10 @@ def parse_json(raw: bytes) -> Any:
 
 # Loc items pydantic adds for union members and tagged branches, which are not field names.
 def _is_union_marker(item: str) -> bool:
-    return item in {"str", "int", "float", "bool", "list", "dict", "none"} or any(c in item for c in "[(:") or item.startswith(
-        "function-"
+    return (
+        item in {"str", "int", "float", "bool", "list", "dict", "none"}
+        or any(c in item for c in "[(:")
+        or item.startswith("function-")
     )
 
 
@@ -96,7 +98,15 @@ def _describe(err: dict[str, Any], param: str | None) -> str:
         return f"Missing required parameter: {where}."
     if kind.endswith("_type") or kind in {"model_type", "model_attributes_type", "is_instance_of"}:
         got = type(err.get("input")).__name__
-        names = {"NoneType": "null", "str": "a string", "int": "an integer", "float": "a decimal", "list": "an array", "dict": "an object", "bool": "a boolean"}
+        names = {
+            "NoneType": "null",
+            "str": "a string",
+            "int": "an integer",
+            "float": "a decimal",
+            "list": "an array",
+            "dict": "an object",
+            "bool": "a boolean",
+        }
         return f"Invalid type for {where}: {msg.lower()}, but got {names.get(got, got)} instead."
     if kind == "union_tag_invalid" or kind == "literal_error" or kind == "enum":
         return f"Invalid value for {where}: {msg}."

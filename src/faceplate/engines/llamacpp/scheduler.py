@@ -135,9 +135,7 @@ class Scheduler:
 
     def check_admission(self, request: GenerationRequest) -> None:
         if request.n > self.n_parallel:
-            raise InvalidRequest(
-                f"n={request.n} is more than this model can generate at once ({self.n_parallel}).", param="n"
-            )
+            raise InvalidRequest(f"n={request.n} is more than this model can generate at once ({self.n_parallel}).", param="n")
         with self._cond:
             if self._queued >= self.max_queue:
                 self.counters.rejected += 1
@@ -368,9 +366,7 @@ class Scheduler:
             grammar_done = s.grammar is not None and (not s.grammar.accept(token) or s.grammar.finished)
             if out.stopped or grammar_done:
                 reason = "stop"
-            elif params.max_tokens is not None and s.generated >= params.max_tokens:
-                reason = "length"
-            elif len(s.cache) + 1 >= self.n_ctx_per_seq:
+            elif params.max_tokens is not None and s.generated >= params.max_tokens or len(s.cache) + 1 >= self.n_ctx_per_seq:
                 reason = "length"
             if reason is not None and not out.stopped:  # the held-back text is final now
                 tail = s.text.flush()
@@ -428,4 +424,3 @@ def _common(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
-

@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from faceplate.engines.base import EmbeddingResult
+from faceplate.engines.batcher import Batcher
 from faceplate.errors import InvalidRequest
 
 Input = str | Sequence[int]
@@ -102,3 +104,27 @@ def unsort(rows: Sequence[np.ndarray], order: Sequence[int]) -> np.ndarray:
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+class BatchedEmbedding:
+    """The request side every embedding engine shares: tokenize, sort by length, batch, unsort.
+
+    A subclass sets ``self.batcher`` (whose worker runs its model) and implements ``token_sequences``.
+    """
+
+    batcher: Batcher[list[int], np.ndarray]
+
+    def token_sequences(self, inputs: Sequence[Input]) -> list[list[int]]:
+        raise NotImplementedError
+
+    async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
+        seqs = await off_loop_if_big(self.token_sequences, inputs)
+        order = longest_first(seqs)  # neighbours of similar length waste less padding
+        rows = await self.batcher.submit([seqs[i] for i in order])
+        return EmbeddingResult(vectors=unsort(rows, order), token_counts=tuple(len(s) for s in seqs))
+
+    async def start(self) -> None:
+        self.batcher.start()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.batcher.close)

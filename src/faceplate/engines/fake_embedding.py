@@ -10,30 +10,26 @@ never used to claim that a real model works.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
-from faceplate.engines.base import EmbeddingResult
 from faceplate.engines.batcher import Batcher
 from faceplate.engines.embedding_inputs import (
+    BatchedEmbedding,
     Input,
     check_lengths,
     check_token_ids,
     l2_normalise,
-    longest_first,
-    off_loop_if_big,
-    unsort,
 )
 
 START, END = 256, 257
 VOCAB = 258
 
 
-class FakeEmbeddingEngine:
+class FakeEmbeddingEngine(BatchedEmbedding):
     kind: Literal["embedding"] = "embedding"
 
     def __init__(
@@ -83,17 +79,5 @@ class FakeEmbeddingEngine:
             raise RuntimeError("injected failure")
         return l2_normalise(np.stack([self.table[seq].mean(axis=0) for seq in batch]))
 
-    async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
-        seqs = await off_loop_if_big(self.token_sequences, inputs)
-        order = longest_first(seqs)
-        rows = await self.batcher.submit([seqs[i] for i in order])
-        return EmbeddingResult(vectors=unsort(rows, order), token_counts=tuple(len(s) for s in seqs))
-
     def stats(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions, "max_input_tokens": self.max_input_tokens, **self.batcher.stats()}
-
-    async def start(self) -> None:
-        self.batcher.start()
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.batcher.close)

@@ -15,7 +15,6 @@ OpenAI API has no prompts, so clients prepend one themselves (``"query: ..."``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -26,15 +25,14 @@ from typing import Any, Literal
 import numpy as np
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import EmbeddingResult
 from faceplate.engines.batcher import Batcher
 from faceplate.engines.embedding_inputs import (
+    BatchedEmbedding,
     Input,
     check_lengths,
     check_token_ids,
     length_buckets,
     longest_first,
-    off_loop_if_big,
     special_affixes,
     unsort,
 )
@@ -61,7 +59,7 @@ def prepare_environment() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-class SentenceTransformerEngine:
+class SentenceTransformerEngine(BatchedEmbedding):
     kind: Literal["embedding"] = "embedding"
     # Truncating to fewer dimensions and renormalising is offered for every model, as
     # sentence-transformers' own ``truncate_dim`` is; how much quality survives depends on
@@ -173,12 +171,6 @@ class SentenceTransformerEngine:
             out = self.st(features)["sentence_embedding"]
         return out.float().cpu().numpy()
 
-    async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
-        seqs = await off_loop_if_big(self.token_sequences, inputs)
-        order = longest_first(seqs)
-        rows = await self.batcher.submit([seqs[i] for i in order])
-        return EmbeddingResult(vectors=unsort(rows, order), token_counts=tuple(len(s) for s in seqs))
-
     def stats(self) -> dict[str, Any]:
         return {
             "dimensions": self.dimensions,
@@ -186,9 +178,3 @@ class SentenceTransformerEngine:
             "threads": self.threads,
             **self.batcher.stats(),
         }
-
-    async def start(self) -> None:
-        self.batcher.start()
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.batcher.close)

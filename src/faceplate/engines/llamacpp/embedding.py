@@ -12,7 +12,6 @@ reads one pooled vector per sequence with ``llama_get_embeddings_seq``.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 from collections.abc import Sequence
@@ -22,17 +21,14 @@ import llama_cpp as L
 import numpy as np
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import EmbeddingResult
 from faceplate.engines.batcher import Batcher
 from faceplate.engines.embedding_inputs import (
+    BatchedEmbedding,
     Input,
     check_lengths,
     check_token_ids,
     l2_normalise,
-    longest_first,
-    off_loop_if_big,
     special_affixes,
-    unsort,
 )
 from faceplate.engines.llamacpp.model import LlamaModel
 
@@ -50,7 +46,7 @@ POOLING_NAMES = {
 }
 
 
-class LlamaCppEmbeddingEngine:
+class LlamaCppEmbeddingEngine(BatchedEmbedding):
     kind: Literal["embedding"] = "embedding"
     supports_dimensions: bool = True  # truncate + renormalise, as for sentence-transformers models
 
@@ -176,12 +172,6 @@ class LlamaCppEmbeddingEngine:
                 out[index] = np.ctypeslib.as_array(ptr, shape=(self.dimensions,))
         return l2_normalise(out)
 
-    async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
-        seqs = await off_loop_if_big(self.token_sequences, inputs)
-        order = longest_first(seqs)
-        rows = await self.batcher.submit([seqs[i] for i in order])
-        return EmbeddingResult(vectors=unsort(rows, order), token_counts=tuple(len(s) for s in seqs))
-
     def stats(self) -> dict[str, Any]:
         return {
             "dimensions": self.dimensions,
@@ -190,9 +180,6 @@ class LlamaCppEmbeddingEngine:
             "threads": self.threads,
             **self.batcher.stats(),
         }
-
-    async def start(self) -> None:
-        self.batcher.start()
 
     def _free(self) -> None:
         if self.batch is not None:
@@ -204,5 +191,5 @@ class LlamaCppEmbeddingEngine:
         self.model.close()
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.batcher.close)
+        await super().close()
         self._free()

@@ -289,13 +289,14 @@ class ChoiceText:
     completion_tokens: int = 0
 
 
-async def collect(events: AsyncIterator[GenerationEvent], n: int) -> list[ChoiceText]:
-    choices = [ChoiceText() for _ in range(n)]
+async def collect(events: AsyncIterator[GenerationEvent], choices: list[ChoiceText]) -> list[ChoiceText]:
+    """Fill ``choices`` from the events; if cancelled half-way, they still count what was generated."""
     async for ev in events:
         c = choices[ev.index]
         if isinstance(ev, TextDelta):
             c.text.append(ev.text)
             c.logprobs.extend(ev.logprobs)
+            c.completion_tokens += ev.tokens
         else:
             c.finish_reason = _finish(ev)
             c.completion_tokens = ev.completion_tokens

@@ -56,7 +56,7 @@ async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> As
             elif isinstance(item, BaseException):
                 raise item
             elif isinstance(item, TextDelta):
-                yield TextDelta(i * n + item.index, item.text, item.logprobs)
+                yield TextDelta(i * n + item.index, item.text, item.logprobs, item.tokens)
             else:
                 yield Finished(i * n + item.index, item.reason, item.completion_tokens)
     finally:
@@ -90,9 +90,9 @@ async def respond(
             _stream(call, events, chunker, prompt_tokens, include_usage), keepalive_s=keepalive_s, headers=call.headers
         )
     status = 499  # client closed request, unless we get to answer
-    choices: list[ChoiceText] = []
+    choices = [ChoiceText() for _ in range(n_choices)]
     try:
-        choices = await unless_disconnected(request, lambda: collect(events, n_choices))
+        await unless_disconnected(request, lambda: collect(events, choices))
         status = 200
         return json_response(build(choices), headers=call.headers)
     except ClientDisconnected:
@@ -107,18 +107,20 @@ async def respond(
 async def _stream(
     call: Call, events: AsyncIterator[GenerationEvent], chunker: Chunker, prompt_tokens: int, include_usage: bool
 ) -> AsyncIterator[bytes]:
-    completion = 0
+    tokens: dict[int, int] = {}  # per choice: generated so far, exact once it finished
     status = 499
     try:
         for chunk in chunker.opening():
             yield sse_event(chunk)
         async for ev in events:
             if isinstance(ev, Finished):
-                completion += ev.completion_tokens
+                tokens[ev.index] = ev.completion_tokens
+            else:
+                tokens[ev.index] = tokens.get(ev.index, 0) + ev.tokens
             for chunk in chunker.events(ev):
                 yield sse_event(chunk)
         if include_usage:
-            yield sse_event(chunker.usage_chunk(prompt_tokens, completion))
+            yield sse_event(chunker.usage_chunk(prompt_tokens, sum(tokens.values())))
         status = 200
     except FaceplateError as exc:
         status = exc.status
@@ -127,4 +129,4 @@ async def _stream(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
-        await call.finish(status, prompt_tokens, completion)
+        await call.finish(status, prompt_tokens, sum(tokens.values()))

@@ -73,6 +73,7 @@ class TextDelta:
     index: int
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+    tokens: int = 0  # tokens generated since the previous delta of this choice (for usage if cancelled)
 
 
 @dataclass(frozen=True)

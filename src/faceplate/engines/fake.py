@@ -92,6 +92,7 @@ class FakeEngine:
             streams = [self._tokens(request, c) for c in range(request.n)]
             texts = [TextStream(request.params.stop) for _ in range(request.n)]
             done = [False] * request.n
+            reported = [0] * request.n
             step = 0
             limit = request.params.max_tokens
             while not all(done):
@@ -112,7 +113,8 @@ class FakeEngine:
                             out.text += tail.text
                             out.logprobs += tail.logprobs
                     if out.text or out.logprobs:
-                        yield TextDelta(c, out.text, tuple(out.logprobs))
+                        yield TextDelta(c, out.text, tuple(out.logprobs), step + 1 - reported[c])
+                        reported[c] = step + 1
                     if reason:
                         done[c] = True
                         yield Finished(c, reason, step + 1)  # type: ignore[arg-type]

@@ -69,6 +69,7 @@ class Slot:
     follower_of: Slot | None = None  # n > 1: waits for the leader's prefill, then copies it
     next_token: int | None = None  # sampled, to be decoded next step
     generated: int = 0
+    reported: int = 0  # tokens already accounted for in a TextDelta
     sampler: SamplerChain | None = None
     grammar: SequenceGrammar | None = None
     text: TextStream | None = None
@@ -272,7 +273,7 @@ class Scheduler:
             slot.job, slot.choice = job, choice
             slot.pending = prompt[reused:] if slot is leader else []
             slot.follower_of = None if slot is leader else leader
-            slot.next_token, slot.generated, slot.batch_index = None, 0, -1
+            slot.next_token, slot.generated, slot.reported, slot.batch_index = None, 0, 0, -1
             params = job.request.params
             seed = params.seed + choice if params.seed is not None else random.getrandbits(32)
             slot.sampler = SamplerChain(self.model, params, seed=seed)
@@ -373,7 +374,8 @@ class Scheduler:
                 out.text += tail.text
                 out.logprobs += tail.logprobs
         if out.text or out.logprobs:
-            events.append(TextDelta(s.choice, out.text, tuple(out.logprobs)))
+            events.append(TextDelta(s.choice, out.text, tuple(out.logprobs), s.generated - s.reported))
+            s.reported = s.generated
         if reason is None:
             s.next_token = token
             return

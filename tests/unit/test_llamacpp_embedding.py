@@ -161,3 +161,11 @@ async def test_served_through_the_api(engine: LlamaCppEmbeddingEngine, st: Sente
         assert body["usage"]["prompt_tokens"] == sum(len(st.tokenizer(t)["input_ids"]) for t in TEXTS[:2])
         r = await api.post("/v1/embeddings", json={"model": "minilm-gguf", "input": [[5, 40000]]})
         assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+
+
+def test_gguf_kind_is_read_from_metadata(gguf: Path) -> None:
+    from faceplate.config import bundled_chat_model_path
+    from faceplate.engines.llamacpp.model import gguf_is_embedding_model
+
+    assert gguf_is_embedding_model(str(gguf))
+    assert not gguf_is_embedding_model(str(bundled_chat_model_path()))

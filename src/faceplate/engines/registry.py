@@ -20,6 +20,10 @@ Engine = ChatEngine | EmbeddingEngine
 def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
     """Build the engine a spec names. Heavy imports stay inside, so the CLI starts fast."""
     fmt, kind = spec.resolved_format(), spec.resolved_kind()
+    if fmt == "gguf" and spec.kind is None:
+        from faceplate.engines.llamacpp.model import gguf_is_embedding_model
+
+        kind = "embedding" if gguf_is_embedding_model(spec.path) else "chat"
     if fmt == "gguf" and kind == "chat":
         from faceplate.engines.llamacpp.engine import LlamaCppEngine
 

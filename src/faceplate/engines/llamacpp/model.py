@@ -44,6 +44,28 @@ class _LlamaLog:
         L.llama_backend_init()
 
 
+def gguf_is_embedding_model(path: str) -> bool:
+    """Whether a GGUF file is an embedding model: its metadata declares a pooling type.
+
+    Reads only the vocabulary and metadata (no weights), so ``--model file.gguf`` can pick
+    the engine without being told the kind.
+    """
+    _LlamaLog.install()
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    model = L.llama_model_load_from_file(path.encode(), params)
+    if not model:
+        raise RuntimeError(f"llama.cpp could not read {path}")
+    try:
+        buf = ctypes.create_string_buffer(256)
+        if L.llama_model_meta_val_str(model, b"general.architecture", buf, len(buf)) < 0:
+            return False
+        arch = buf.value
+        return L.llama_model_meta_val_str(model, arch + b".pooling_type", buf, len(buf)) >= 0
+    finally:
+        L.llama_model_free(model)
+
+
 @dataclass(frozen=True)
 class ContextSettings:
     n_ctx_per_seq: int

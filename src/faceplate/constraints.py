@@ -54,9 +54,28 @@ def json_schema(schema: dict[str, Any] | None, *, param: str = "response_format.
     return _checked(Constraint(kind="json_schema", spec=grammar, param=param))
 
 
-def json_object() -> Constraint:
-    grammar = LLMatcher.grammar_from_json_schema({"type": "object"}, overrides=JSON_OPTIONS)  # type: ignore[arg-type]
-    return Constraint(kind="json_object", spec=grammar, param="response_format")
+def json_object(depth: int = 2, items: int = 5, key_length: int = 24, string_length: int = 64) -> Constraint:
+    """Any JSON object, written as a Lark grammar with explicit bounds.
+
+    A free-form object is where small models ramble most (endless keys, giant strings), and
+    JSON-schema keywords like ``maxProperties`` are not enforced by the grammar compiler, so the
+    bounds are spelled out: nesting depth, members per object or array, key and string length.
+    """
+    rules = ["start: obj0"]
+    for d in range(depth):
+        inner = f"value{d + 1}" if d + 1 < depth else "scalar"
+        rules.append(f'obj{d}: "{{" (pair{d} ("," pair{d}){{0,{items - 1}}})? "}}"')
+        rules.append(f'pair{d}: KEY ":" {inner}')
+        if d > 0:
+            rules.append(f'arr{d}: "[" ({inner} ("," {inner}){{0,{items - 1}}})? "]"')
+            rules.append(f"value{d}: obj{d} | arr{d} | scalar")
+    rules += [
+        'scalar: STRING | NUMBER | "true" | "false" | "null"',
+        f'KEY: /"[A-Za-z_][A-Za-z0-9_]{{0,{key_length - 1}}}"/',
+        f'STRING: /"([^"\\\\\\x00-\\x1f]|\\\\["\\\\\\/bfnrt]){{0,{string_length}}}"/',
+        r"NUMBER: /-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?/",
+    ]
+    return _checked(Constraint(kind="json_object", spec="\n".join(rules), param="response_format"))
 
 
 def _lark_str(text: str) -> str:

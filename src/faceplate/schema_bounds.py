@@ -8,6 +8,9 @@ validates against the *original* schema:
 - arrays without ``maxItems`` get one (fewer for arrays of objects/arrays);
 - strings without ``maxLength`` (and without a pattern/format/enum) get one;
 - integers without bounds get +/- 10**15 (digits are repetition too);
+- an object with declared properties and no ``additionalProperties`` gets ``false`` (no invented
+  keys); a free-form object (``{"type": "object"}``, json_object mode) gets at most a few keys,
+  each holding a bounded JSON value;
 - recursive ``$ref``s are unrolled to a fixed depth; past it the reference becomes ``false``
   (nothing), so an optional child, an empty array or another ``anyOf`` branch is the only way on.
 
@@ -27,8 +30,10 @@ from typing import Any
 class Bounds:
     max_items_scalar: int = 8
     max_items_nested: int = 4
-    max_string_length: int = 256
+    max_string_length: int = 128
     max_abs_integer: int = 10**15
+    max_properties: int = 8  # for objects whose keys the schema leaves open
+    any_depth: int = 2  # nesting allowed where the schema says "any JSON value"
     max_depth: int = 3  # how many times one recursive definition may be entered on a path
     max_size: int = 256 * 1024  # bytes of the rewritten schema
 
@@ -54,6 +59,22 @@ def _is_nested(items: Any, root: dict[str, Any]) -> bool:
     kinds = items.get("type") if isinstance(items, dict) else None
     kinds = kinds if isinstance(kinds, list) else [kinds]
     return bool({"object", "array"} & set(kinds)) or any(k in items for k in ("properties", "items", "anyOf", "oneOf"))
+
+
+def any_value(bounds: Bounds, depth: int) -> dict[str, Any]:
+    """Any JSON value, with the same bounds as everything else, nested at most ``depth`` deep."""
+    options: list[dict[str, Any]] = [
+        {"type": "string", "maxLength": bounds.max_string_length},
+        {"type": "integer", "minimum": -bounds.max_abs_integer, "maximum": bounds.max_abs_integer},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+    if depth > 0:
+        inner = any_value(bounds, depth - 1)
+        options.append({"type": "array", "items": inner, "maxItems": bounds.max_items_nested})
+        options.append({"type": "object", "additionalProperties": inner, "maxProperties": bounds.max_properties})
+    return {"anyOf": options}
 
 
 def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
@@ -108,6 +129,13 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
             # An integer with no bounds lets a small model write digits forever.
             out.setdefault("maximum", bounds.max_abs_integer)
             out.setdefault("minimum", -bounds.max_abs_integer)
+        if "object" in types or "properties" in out:
+            extra = out.get("additionalProperties", True)
+            if "properties" in out and "additionalProperties" not in out:
+                out["additionalProperties"] = False
+            elif extra is True or extra == {}:
+                out["additionalProperties"] = any_value(bounds, bounds.any_depth)
+                out.setdefault("maxProperties", max(bounds.max_properties, len(out.get("required", []))))
         if "string" in types and not {"maxLength", "pattern", "format", "enum", "const"} & out.keys():
             out["maxLength"] = max(bounds.max_string_length, int(out.get("minLength", 0)))
         return out

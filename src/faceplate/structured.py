@@ -68,7 +68,9 @@ def plan(body: ChatCompletionRequest, messages: list[dict[str, Any]], *, templat
         specs_for_prompt: list[ToolSpec] = []
     else:
         specs_for_prompt = [s for s in specs if named is None or s.name == named]
-        constraint = constraints.tool_calls(specs_for_prompt, only=named, parallel=parallel, allow_text=choice == "auto")
+        # A named choice means "call this function": one call, as OpenAI returns it.
+        single = not parallel or named is not None
+        constraint = constraints.tool_calls(specs_for_prompt, only=named, parallel=not single, allow_text=choice == "auto")
 
     fmt = body.response_format
     if isinstance(fmt, ResponseFormatJsonObject):

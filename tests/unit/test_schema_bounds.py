@@ -33,7 +33,7 @@ def test_arrays_and_strings_get_bounds_only_where_missing() -> None:
         }
     )
     p = s["properties"]
-    assert p["a"]["maxItems"] == 8 and p["b"]["maxItems"] == 4 and p["c"]["maxLength"] == 256
+    assert p["a"]["maxItems"] == 8 and p["b"]["maxItems"] == 4 and p["c"]["maxLength"] == 128
     assert "maxLength" not in p["d"] and p["e"]["maxItems"] == 50
     assert tighten({"type": "array", "minItems": 12})["maxItems"] == 12
     assert tighten({"type": "integer", "minimum": 0}) == {"type": "integer", "minimum": 0, "maximum": 10**15}
@@ -69,3 +69,14 @@ def test_ref_with_siblings_and_unknown_refs_kept() -> None:
     assert s["properties"]["a"] == {"allOf": [{"type": "integer", "maximum": 10**15, "minimum": -(10**15)}, {"description": "d"}]}
     assert s["properties"]["b"] == {"$ref": "https://e.com/s"}
     assert json.dumps(tighten(True)) == "true"
+
+
+def test_open_objects_are_bounded_and_declared_ones_closed() -> None:
+    closed = tighten({"type": "object", "properties": {"a": {"type": "boolean"}}})
+    assert closed["additionalProperties"] is False
+    free = tighten({"type": "object"})
+    assert free["maxProperties"] == 8 and "anyOf" in free["additionalProperties"]
+    doc = {"k": [1, "x", {"n": None}], "b": True}
+    jsonschema.validate(doc, free)
+    assert LLMatcher.validate_grammar(LLMatcher.grammar_from_json_schema(free)) == ""
+    assert tighten({"type": "object", "additionalProperties": False}) == {"type": "object", "additionalProperties": False}

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.api.call import Services, read_body, require_json
+from faceplate.api.call import Services, read_body
 from faceplate.auth import hash_key
 from faceplate.errors import InvalidApiKey, InvalidRequest, NotFound
 from faceplate.protocol.common import parse_request
@@ -93,7 +93,6 @@ def routes(svc: Services) -> list[Route]:
 
     async def create_key(request: Request) -> Response:
         store = check(request)
-        require_json(request)
         body = parse_request(await read_body(request, 64 * 1024), CreateKey, endpoint="admin.keys")
         expires_at = body.expiry(time.time())
         key, secret = await asyncio.to_thread(

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from faceplate.auth import Authenticator, Principal
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
-from faceplate.errors import FaceplateError, InvalidRequest, PayloadTooLarge
+from faceplate.errors import FaceplateError, PayloadTooLarge
 from faceplate.limits import Lease, Limiter, Unlimited
 from faceplate.usage import NullUsage, UsageRecord, UsageSink
 
@@ -43,12 +43,6 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def require_json(request: Request) -> None:
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if ctype not in ("application/json", "", "text/plain") and not ctype.endswith("+json"):
-        raise InvalidRequest(f"Unsupported content type {ctype!r}; send application/json.")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.api.call import Call, Services, read_body, require_json
+from faceplate.api.call import Call, Services, read_body
 from faceplate.api.generation import respond
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.protocol.common import parse_request
@@ -16,7 +16,6 @@ from faceplate.translate import ChatStream, chat_completion, chat_generation, ne
 def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
         principal = await svc.auth.authenticate(request.headers)
-        require_json(request)
         body = parse_request(
             await read_body(request, svc.settings.max_request_bytes), ChatCompletionRequest, endpoint="chat.completions"
         )

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.api.call import Call, Services, read_body, require_json
+from faceplate.api.call import Call, Services, read_body
 from faceplate.engines.base import EmbeddingEngine
 from faceplate.engines.embedding_inputs import Input, off_loop_if_big, too_long
 from faceplate.errors import FaceplateError
@@ -37,7 +37,6 @@ async def count_tokens(engine: EmbeddingEngine, inputs: list[Input]) -> list[int
 def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
         principal = await svc.auth.authenticate(request.headers)
-        require_json(request)
         body = parse_request(await read_body(request, svc.settings.max_request_bytes), EmbeddingRequest, endpoint="embeddings")
         principal.check_model(body.model)
         engine = svc.registry.embedding(body.model)

@@ -166,3 +166,18 @@ def test_queue_overflow_is_503_with_retry_after(tiny_server: ServerProcess, tmp_
     with sdk:
         r = sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
     assert r.choices[0].message.content is not None
+
+
+def test_long_shared_prefix_survives_an_unrelated_request(client: openai.OpenAI, server: ServerProcess) -> None:
+    system = "You are a careful assistant for a bakery. " + " ".join(f"Rule {i}: be kind to customer {i}." for i in range(60))
+    ask = lambda q: client.chat.completions.create(  # noqa: E731
+        model=MODEL, messages=[{"role": "system", "content": system}, {"role": "user", "content": q}], max_tokens=2, temperature=0
+    )
+    first = ask("When do you open?")
+    prompt_tokens = first.usage.prompt_tokens  # type: ignore[union-attr]
+    assert prompt_tokens > 500
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Unrelated question."}], max_tokens=2)
+    before = _health(server)["prompt_tokens_reused"]
+    ask("Do you sell bread?")
+    reused = _health(server)["prompt_tokens_reused"] - before
+    assert reused > prompt_tokens - 20  # the system prompt was not recomputed

@@ -253,7 +253,14 @@ class Scheduler:
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = list(job.request.prompt_tokens)
-        leader = max(free, key=lambda s: (_common(s.cache, prompt), -s.last_used))
+        # Reuse a free sequence's cache only for a real shared prefix: a chat template's few
+        # header tokens must not pull every request into one slot and evict a long cached
+        # prefix (a shared system prompt). Otherwise take an empty slot, then the least recent.
+        def fit(slot: Slot) -> tuple[int, bool, float]:
+            shared = _common(slot.cache, prompt)
+            return (shared if shared >= MIN_SHARED_PREFIX_TO_COPY else 0, not slot.cache, -slot.last_used)
+
+        leader = max(free, key=fit)
         reused = _common(leader.cache, prompt)
         donor = max(self.slots, key=lambda s: _common(s.cache, prompt))
         shared = _common(donor.cache, prompt)

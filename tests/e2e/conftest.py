@@ -11,6 +11,7 @@ import pytest
 
 from tests.conformance import ValidatingTransport
 from tests.serverproc import ServerProcess, start_server
+from tests.services import fresh_database
 
 E2E_KEY = "sk-e2e-test-key-0123456789"
 
@@ -45,3 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test module (the server is started by tests/services.py)."""
+    with fresh_database(postgres_url) as url:
+        yield url

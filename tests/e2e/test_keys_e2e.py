@@ -16,18 +16,11 @@ import pytest
 from tests.conformance import ValidatingTransport
 from tests.e2e.keys_helpers import ADMIN, CHAT, HI, admin_request, chat_only, cli, cli_json, close_clients, create_key, sdk
 from tests.serverproc import ServerProcess, start_server
-from tests.services import fresh_database
 
 KEY_TTL_S = 1.0
 WINDOW_S = 8.0
 
 __all__ = ["close_clients"]  # an autouse fixture: imported to apply here
-
-
-@pytest.fixture(scope="module")
-def database_url(postgres_url: str) -> Iterator[str]:
-    with fresh_database(postgres_url) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,10 @@ import pytest
 
 from tests.e2e.keys_helpers import ADMIN, CHAT, HI, admin_request, chat_only, close_clients, create_key, sdk
 from tests.serverproc import ServerProcess, free_port, start_server
-from tests.services import fresh_database
 
 WINDOW_S = 3600
 
 __all__ = ["close_clients"]  # an autouse fixture: imported to apply here
-
-
-@pytest.fixture(scope="module")
-def database_url(postgres_url: str) -> Iterator[str]:
-    with fresh_database(postgres_url) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

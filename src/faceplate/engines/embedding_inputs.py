@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from faceplate.config import ModelSpec, Settings
 from faceplate.engines.base import EmbeddingResult
 from faceplate.engines.batcher import Batcher
 from faceplate.errors import InvalidRequest
@@ -116,6 +117,21 @@ class BatchedEmbedding:
 
     def token_sequences(self, inputs: Sequence[Input]) -> list[list[int]]:
         raise NotImplementedError
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        """Embed one batch of token sequences (runs on the batcher's worker thread)."""
+        raise NotImplementedError
+
+    def make_batcher(self, spec: ModelSpec, settings: Settings) -> Batcher[list[int], np.ndarray]:
+        max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
+        return Batcher(
+            self._forward,
+            max_batch=settings.embedding_max_batch,
+            wait_s=settings.embedding_batch_wait_ms / 1000,
+            enabled=settings.embedding_batching,
+            max_requests=256 if max_queue is None else max(1, max_queue),
+            name=spec.id,
+        )
 
     async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
         seqs = await off_loop_if_big(self.token_sequences, inputs)

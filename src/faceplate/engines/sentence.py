@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.batcher import Batcher
 from faceplate.engines.embedding_inputs import (
     BatchedEmbedding,
     Input,
@@ -107,15 +106,7 @@ class SentenceTransformerEngine(BatchedEmbedding):
                 spec.id,
                 prompt_name,
             )
-        max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
-        self.batcher: Batcher[list[int], np.ndarray] = Batcher(
-            self._forward,
-            max_batch=settings.embedding_max_batch,
-            wait_s=settings.embedding_batch_wait_ms / 1000,
-            enabled=settings.embedding_batching,
-            max_requests=256 if max_queue is None else max(1, max_queue),
-            name=spec.id,
-        )
+        self.batcher = self.make_batcher(spec, settings)
 
     # ------------------------------------------------------------------ inputs
 

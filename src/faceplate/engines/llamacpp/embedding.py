@@ -21,7 +21,6 @@ import llama_cpp as L
 import numpy as np
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.batcher import Batcher
 from faceplate.engines.embedding_inputs import (
     BatchedEmbedding,
     Input,
@@ -85,15 +84,7 @@ class LlamaCppEmbeddingEngine(BatchedEmbedding):
             m.tokenize(probe, add_special=True, parse_special=True), m.tokenize(probe, add_special=False, parse_special=True)
         )
         self.batch = L.llama_batch_init(self.n_batch, 0, 1)
-        max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
-        self.batcher: Batcher[list[int], np.ndarray] = Batcher(
-            self._forward,
-            max_batch=settings.embedding_max_batch,
-            wait_s=settings.embedding_batch_wait_ms / 1000,
-            enabled=settings.embedding_batching,
-            max_requests=256 if max_queue is None else max(1, max_queue),
-            name=spec.id,
-        )
+        self.batcher = self.make_batcher(spec, settings)
 
     def _new_context(self, pooling: int) -> tuple[Any, int]:
         cp = L.llama_context_default_params()

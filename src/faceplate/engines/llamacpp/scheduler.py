@@ -253,6 +253,7 @@ class Scheduler:
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = list(job.request.prompt_tokens)
+
         # Reuse a free sequence's cache only for a real shared prefix: a chat template's few
         # header tokens must not pull every request into one slot and evict a long cached
         # prefix (a shared system prompt). Otherwise take an empty slot, then the least recent.

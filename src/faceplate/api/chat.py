@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.api.call import Call, Services, read_body
-from faceplate.api.generation import respond
+from faceplate.api.generation import open_streams, respond
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.protocol.common import parse_request
 from faceplate.translate import ChatStream, chat_completion, chat_generation, new_id
@@ -32,7 +32,7 @@ def routes(svc: Services) -> list[Route]:
         stream = ChatStream(
             id=rid, model=body.model, n=gen.n, logprobs=bool(body.logprobs), include_usage=include_usage, tools_mode=tools_mode
         )
-        events = engine.generate(gen)
+        [events] = await open_streams(call, engine, [gen])
         return await respond(
             request,
             call,

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.api.call import Call, Services, read_body
-from faceplate.api.generation import merge, respond
+from faceplate.api.generation import merge, open_streams, respond
 from faceplate.protocol.common import parse_request
 from faceplate.protocol.completions import CompletionRequest
 from faceplate.translate import CompletionStream, completion, completion_generations, new_id
@@ -32,7 +32,7 @@ def routes(svc: Services) -> list[Route]:
         stream = CompletionStream(
             id=rid, model=body.model, logprobs=body.logprobs is not None, include_usage=include_usage, echo_texts=echo
         )
-        events = merge([engine.generate(g) for g in gens], n)
+        events = merge(await open_streams(call, engine, gens), n)
         return await respond(
             request,
             call,

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from faceplate.api.call import Call
-from faceplate.engines.base import Finished, GenerationEvent, TextDelta
+from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, GenerationRequest, TextDelta
 from faceplate.errors import FaceplateError
 from faceplate.streaming import ClientDisconnected, json_response, sse_event, sse_response, unless_disconnected
 from faceplate.translate import ChoiceText, collect
@@ -70,6 +70,24 @@ async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> As
             if aclose is not None:
                 with contextlib.suppress(BaseException):
                     await aclose()
+
+
+async def open_streams(
+    call: Call, engine: ChatEngine, requests: Sequence[GenerationRequest]
+) -> list[AsyncIterator[GenerationEvent]]:
+    """Submit every request, or none: if one is refused (queue full), cancel those already queued."""
+    streams: list[AsyncIterator[GenerationEvent]] = []
+    try:
+        for req in requests:
+            streams.append(engine.generate(req))
+    except FaceplateError as exc:
+        for stream in streams:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await call.finish(exc.status, 0, 0)
+        raise
+    return streams
 
 
 async def respond(

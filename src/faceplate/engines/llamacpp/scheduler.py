@@ -90,6 +90,26 @@ class Counters:
     steps: int = 0
 
 
+class JobStream:
+    """A job's events. Closing it cancels the job, even if it was never iterated."""
+
+    def __init__(self, scheduler: Scheduler, job: Job) -> None:
+        self._scheduler = scheduler
+        self._job = job
+        self._events = scheduler._events(job)
+
+    def __aiter__(self) -> JobStream:
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        if self._job.finished < self._job.request.n:
+            self._scheduler.cancel(self._job)
+        await self._events.aclose()
+
+
 class Scheduler:
     def __init__(
         self,
@@ -151,7 +171,7 @@ class Scheduler:
             self._queued += 1
             self.counters.submitted += 1
             self._cond.notify()
-        return self._events(job)
+        return JobStream(self, job)
 
     async def _events(self, job: Job) -> AsyncIterator[GenerationEvent]:
         remaining = job.request.n

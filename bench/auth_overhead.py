@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.serverproc import ServerProcess, free_port  # noqa: E402
+from tests.serverproc import ServerProcess, free_port, launch  # noqa: E402
 
 from faceplate.config import DEFAULT_CHAT_MODEL_ID, bundled_chat_model_path  # noqa: E402
 
@@ -89,22 +88,7 @@ def start(engine: str, data_dir: Path, log_dir: Path, redis_url: str | None) -> 
             "warning",
             *extra,
         ]
-    log_path = log_dir / f"{engine}-{data_dir.name}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    srv = ServerProcess(proc, port, log_path)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{srv.log()[-3000:]}")
-        try:
-            if httpx.get(f"{srv.root}/health", timeout=2).status_code == 200:
-                return srv
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    srv.stop()
-    raise RuntimeError(f"server did not start:\n{srv.log()[-3000:]}")
+    return launch(cmd, port, log_dir / f"{engine}-{data_dir.name}.log", env=env, cwd=ROOT)
 
 
 @dataclass

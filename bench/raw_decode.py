@@ -49,20 +49,8 @@ def prompt_tokens(model: LlamaModel, template: ChatTemplate, i: int) -> list[int
 
 
 def new_context(model: LlamaModel, cs: ContextSettings, *, kv_unified: bool) -> Any:
-    """Faceplate's context (model.new_context), or the same with one unified KV buffer for comparison."""
-    if not kv_unified:
-        return model.new_context(cs)
-    cp = L.llama_context_default_params()
-    cp.n_ctx = cs.n_ctx_per_seq * cs.n_parallel
-    cp.n_batch = cp.n_ubatch = cs.n_batch
-    cp.n_seq_max = cs.n_parallel
-    cp.n_threads = cp.n_threads_batch = cs.n_threads
-    cp.kv_unified = True
-    cp.no_perf = True
-    ctx = L.llama_init_from_model(model.model, cp)
-    if not ctx:
-        raise RuntimeError("llama.cpp could not create a context")
-    return ctx
+    """Faceplate's context, or the same with one unified KV buffer for comparison."""
+    return model.new_context(cs, kv_unified=kv_unified)
 
 
 def run_one(

@@ -51,11 +51,17 @@ def start_server(
     args: Sequence[str] = (), *, env: dict[str, str] | None = None, log_dir: Path, timeout: float = 180.0
 ) -> ServerProcess:
     port = free_port()
-    log_path = log_dir / f"faceplate-{port}.log"
     full_env = {**os.environ, "FACEPLATE_DATA_DIR": str(log_dir / f"data-{port}"), **(env or {})}
     cmd = [sys.executable, "-m", "faceplate", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    return launch(cmd, port, log_dir / f"faceplate-{port}.log", env=full_env, timeout=timeout)
+
+
+def launch(
+    cmd: Sequence[str], port: int, log_path: Path, *, env: dict[str, str], cwd: Path | None = None, timeout: float = 180.0
+) -> ServerProcess:
+    """Run ``cmd`` (a server on ``port``), logging to ``log_path``; return once /health answers 200."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     server = ServerProcess(proc, port, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from llguidance import LLMatcher, LLParserLimits
@@ -117,9 +118,14 @@ def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, a
 LIMITS = LLParserLimits(max_grammar_size=200_000, initial_lexer_fuel=2_000_000, max_lexer_states=100_000, verbose_errors=False)
 
 
+@lru_cache(maxsize=256)
+def _grammar_error(spec: str) -> str:
+    return str(LLMatcher.validate_grammar(spec, None, limits=LIMITS))
+
+
 def _checked(constraint: Constraint) -> Constraint:
-    """Compile once without a tokenizer, so a bad schema is a 400 before anything runs."""
-    error = LLMatcher.validate_grammar(constraint.spec, None, limits=LIMITS)
+    """Compile without a tokenizer (once per distinct grammar), so a bad schema is a 400 before anything runs."""
+    error = _grammar_error(constraint.spec)
     if error:
         raise InvalidRequest(f"The schema could not be compiled into a grammar: {error}", param=constraint.param)
     return constraint

@@ -136,7 +136,7 @@ class LlamaModel:
             raise InvalidRequest("The text could not be tokenized.")
         return list(buf[:n])
 
-    def new_context(self, cs: ContextSettings) -> Any:
+    def new_context(self, cs: ContextSettings, *, kv_unified: bool = False) -> Any:
         cp = L.llama_context_default_params()
         cp.n_ctx = cs.n_ctx_per_seq * cs.n_parallel
         cp.n_batch = cs.n_batch
@@ -144,12 +144,13 @@ class LlamaModel:
         cp.n_seq_max = cs.n_parallel
         cp.n_threads = cs.n_threads
         cp.n_threads_batch = cs.n_threads
-        # One KV stream per sequence: a request's context budget is its own, and its attention
-        # spans only its own cells, so its logits do not depend on what else is in the batch
-        # (seeded output is the same alone or batched). A unified buffer decodes ~18 % faster
-        # at 8 short sequences here, but then softmax sums run over other sequences' masked
-        # cells in a placement-dependent order and batched output drifts from solo output.
-        cp.kv_unified = False
+        # Default: one KV stream per sequence. A request's context budget is its own and its
+        # attention spans only its own cells, so its logits do not depend on what else is in the
+        # batch (seeded output is the same alone or batched). With a unified buffer, softmax sums
+        # run over other sequences' masked cells in a placement-dependent order and batched output
+        # drifts from solo output (tests/e2e/test_batching_e2e.py fails). The switch exists for
+        # bench/raw_decode.py --kv-unified.
+        cp.kv_unified = kv_unified
         cp.no_perf = True
         ctx = L.llama_init_from_model(self.model, cp)
         if not ctx:

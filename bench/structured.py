@@ -103,7 +103,7 @@ async def loop(url: str, clients: int, seconds: float, constrained: bool) -> dic
 
 
 def compile_times() -> list[float]:
-    from faceplate import constraints
+    from faceplate.structured import constraints
     from faceplate.engines.llamacpp.grammar import GrammarCompiler
     from faceplate.engines.llamacpp.model import LlamaModel
 

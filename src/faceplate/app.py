@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faceplate.api import admin, chat, completions, embeddings, health, models
 from faceplate.api.call import Services
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
-from faceplate.streaming import json_response
+from faceplate.http.sse import json_response
 
 log = logging.getLogger("faceplate.app")
 

@@ -10,12 +10,12 @@ import uvicorn
 
 from faceplate.api.call import Services
 from faceplate.app import create_app
-from faceplate.auth import Authenticator
+from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
-from faceplate.limits import Limiter, MemoryLimiter, RedisLimiter
+from faceplate.access.limits import Limiter, MemoryLimiter, RedisLimiter
 from faceplate.store import CachedKeyLookup, Store
-from faceplate.usage import BatchingUsageSink
+from faceplate.access.usage import BatchingUsageSink
 
 log = logging.getLogger("faceplate.server")
 

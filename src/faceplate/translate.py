@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from faceplate import structured
+from faceplate.structured.plan import plan as structured
 from faceplate.engines.base import (
     ChatEngine,
     Finished,
@@ -26,8 +26,8 @@ from faceplate.errors import ContextLengthExceeded, InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest, TextPart
 from faceplate.protocol.completions import CompletionRequest
 from faceplate.protocol.sampling import SamplingFields
-from faceplate.structured import ToolsMode
-from faceplate.tools import Piece, ToolCallParser
+from faceplate.structured.plan import ToolsMode
+from faceplate.structured.tools import Piece, ToolCallParser
 
 SYSTEM_FINGERPRINT = "fp_faceplate"
 

@@ -9,7 +9,7 @@ import pytest
 
 from faceplate.api.call import Services
 from faceplate.app import create_app
-from faceplate.auth import Authenticator
+from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from faceplate.api.call import Services
-from faceplate.auth import Authenticator
+from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.fake_embedding import FakeEmbeddingEngine

@@ -16,7 +16,7 @@ from faceplate.app import create_app
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
-from faceplate.limits import MemoryLimiter
+from faceplate.access.limits import MemoryLimiter
 from faceplate.server import build_services, close_services
 from tests import spec
 from tests.api.sse import events

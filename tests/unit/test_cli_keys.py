@@ -11,7 +11,7 @@ import pytest
 import faceplate.server
 from faceplate.cli import main
 from faceplate.store import Store
-from faceplate.usage import UsageRecord
+from faceplate.access.usage import UsageRecord
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from starlette.datastructures import Headers
 
-from faceplate.auth import Authenticator, hash_key
+from faceplate.access.auth import Authenticator, hash_key
 from faceplate.errors import InvalidApiKey, ServiceUnavailable
 from faceplate.store import CachedKeyLookup, Store
 

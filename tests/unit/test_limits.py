@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from faceplate.auth import Principal
+from faceplate.access.auth import Principal
 from faceplate.errors import RateLimited, ServiceUnavailable
-from faceplate.limits import Lease, MemoryLimiter, RedisLimiter, format_duration
+from faceplate.access.limits import Lease, MemoryLimiter, RedisLimiter, format_duration
 from tests.serverproc import free_port
 from tests.services import running_redis
 

@@ -21,7 +21,7 @@ import pytest
 
 from faceplate.api.call import Services
 from faceplate.app import create_app
-from faceplate.auth import Authenticator
+from faceplate.access.auth import Authenticator
 from faceplate.config import Settings, bundled_embedding_model_path, load_settings
 from faceplate.engines.registry import Registry
 from faceplate.errors import InvalidRequest

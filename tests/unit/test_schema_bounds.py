@@ -3,7 +3,7 @@ import json
 import jsonschema
 from llguidance import LLMatcher
 
-from faceplate.schema_bounds import Bounds, tighten
+from faceplate.structured.schema_bounds import Bounds, tighten
 
 TREE = {
     "$defs": {

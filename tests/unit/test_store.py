@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, inspect, select, text
 
-from faceplate.auth import hash_key
+from faceplate.access.auth import hash_key
 from faceplate.store import Store, normalize_url, parse_duration, parse_time
 from faceplate.store.db import open_engine
 from faceplate.store.keys import SECRET_PREFIX
 from faceplate.store.migrations import MIGRATIONS, SchemaTooNew, applied_versions, migrate
 from faceplate.store.schema import api_keys, schema_migrations
-from faceplate.usage import UsageRecord
+from faceplate.access.usage import UsageRecord
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -225,7 +225,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from faceplate.store import Store
-    from faceplate.usage import UsageRecord
+    from faceplate.access.usage import UsageRecord
     store = Store.open(sys.argv[1])
     tag = sys.argv[2]
     for i in range(40):

@@ -1,7 +1,7 @@
 import json
 
-from faceplate.constraints import ToolSpec
-from faceplate.tools import ToolCallParser, call_markup, messages_for_template
+from faceplate.structured.constraints import ToolSpec
+from faceplate.structured.tools import ToolCallParser, call_markup, messages_for_template
 
 
 def parse_in_pieces(text: str, size: int) -> tuple[ToolCallParser, list]:

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from faceplate.usage import BatchingUsageSink, UsageRecord
+from faceplate.access.usage import BatchingUsageSink, UsageRecord
 
 
 def rec(i: int) -> UsageRecord:

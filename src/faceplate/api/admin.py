@@ -25,13 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.api.call import Services, read_body
-from faceplate.auth import hash_key
+from faceplate.access.auth import hash_key
 from faceplate.errors import InvalidApiKey, InvalidRequest, NotFound
 from faceplate.protocol.common import parse_request
 from faceplate.store import Store
 from faceplate.store.keys import parse_duration, parse_time
 from faceplate.store.usage import GROUPS
-from faceplate.streaming import json_response
+from faceplate.http.sse import json_response
 
 
 class CreateKey(BaseModel):

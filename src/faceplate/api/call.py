@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from faceplate.auth import Authenticator, Principal
+from faceplate.access.auth import Authenticator, Principal
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
 from faceplate.errors import FaceplateError, PayloadTooLarge
-from faceplate.limits import Lease, Limiter, Unlimited
-from faceplate.usage import NullUsage, UsageRecord, UsageSink
+from faceplate.access.limits import Lease, Limiter, Unlimited
+from faceplate.access.usage import NullUsage, UsageRecord, UsageSink
 
 if TYPE_CHECKING:
     from faceplate.store import Store

@@ -20,7 +20,7 @@ from faceplate.engines.embedding_inputs import Input, off_loop_if_big, too_long
 from faceplate.errors import FaceplateError
 from faceplate.protocol.common import parse_request
 from faceplate.protocol.embeddings import EmbeddingRequest, check_dimensions, embedding_response, shorten
-from faceplate.streaming import ClientDisconnected, json_response, unless_disconnected
+from faceplate.http.sse import ClientDisconnected, json_response, unless_disconnected
 
 # Above this many floats the response is encoded off the event loop (chat streams keep flowing).
 INLINE_ENCODE_LIMIT = 32 * 1024

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from faceplate.api.call import Call
 from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, GenerationRequest, TextDelta
 from faceplate.errors import FaceplateError
-from faceplate.streaming import ClientDisconnected, json_response, sse_event, sse_response, unless_disconnected
+from faceplate.http.sse import ClientDisconnected, json_response, sse_event, sse_response, unless_disconnected
 from faceplate.translate import ChoiceText, collect
 
 

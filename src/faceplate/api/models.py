@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.api.call import Services
-from faceplate.streaming import json_response
+from faceplate.http.sse import json_response
 
 
 def model_object(svc: Services, model_id: str) -> dict[str, Any]:

@@ -1,31 +1,28 @@
-"""Engine-neutral requests, events and the two engine protocols.
+"""Engine-neutral requests, events and the two engine interfaces.
 
-No HTTP and no wire schema here: ``translate.py`` converts the OpenAI request into
-these frozen dataclasses, and engine events back into OpenAI objects.
+No HTTP and no wire schema here. A chat engine takes *messages* (with tools, tool choice,
+response format, sampling, ``n``), not tokens: the local llama.cpp engine keeps its chat
+template, tokenizer, prefix cache and grammars inside, and a remote OpenAI-compatible
+engine implements the same interface with no tokenizer at all. Token-level facts (token
+counts, logprob bytes) travel on the events.
+
+Two phases, so a request is metered between them:
+- ``prepare`` validates and does the CPU work (template, tokenization, grammar) in the
+  given ``CpuPool``, raising 400s; the result knows its prompt token count;
+- ``generate`` queues it (503 when the engine is full) and yields events until every
+  choice has Finished. Closing the iterator early cancels the work and frees its slot.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """A grammar the output must match: ``spec`` is an llguidance grammar (JSON-schema or Lark based).
-
-    ``kind`` says what it came from (json_schema, json_object, tool_calls); ``param`` names the
-    request field to blame if it cannot be compiled.
-    """
-
-    kind: str
-    spec: str
-    param: str = "response_format"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,18 +34,89 @@ class SamplingParams:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    logit_bias: tuple[tuple[int, float], ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()  # token ids of the model's own vocabulary
     top_logprobs: int | None = None  # None: no logprobs; 0..20 alternatives otherwise
-    constraint: Constraint | None = None
     ignore_eos: bool = False
 
 
+# ---------------------------------------------------------------- requests
+
+
 @dataclass(frozen=True)
-class GenerationRequest:
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the wire carries it
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``role`` is system, user, assistant or tool (developer arrives as system)."""
+
+    role: str
+    content: str | None
+    name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """none | auto | required, or ``function`` with ``name``: call exactly that one."""
+
+    mode: Literal["none", "auto", "required", "function"] = "auto"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None  # json_schema only
+    name: str | None = None
+    strict: bool = False
+    param: str = "response_format"  # the request field to blame when the schema is bad
+
+
+@dataclass(frozen=True)
+class ChatRequest:
     request_id: str
-    prompt_tokens: tuple[int, ...]
-    params: SamplingParams
+    messages: tuple[Message, ...]
+    sampling: SamplingParams = SamplingParams()
     n: int = 1
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = ToolChoice("none")
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat = ResponseFormat()
+    tools_param: str = "tools"  # the request field to blame for a bad tool (``functions`` for the legacy form)
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A legacy text completion of one prompt: text, or token ids of the model's own vocabulary."""
+
+    request_id: str
+    prompt: str | tuple[int, ...]
+    sampling: SamplingParams = SamplingParams()
+    n: int = 1
+    echo: bool = False
+
+
+class Prepared(Protocol):
+    """A request an engine has checked and made ready to run."""
+
+    prompt_tokens: int
+    max_new_tokens: int  # most tokens a choice may generate (for the rate-limit reservation)
+    echo_text: str  # completions with echo: the prompt as text; "" otherwise
+
+
+# ---------------------------------------------------------------- events
 
 
 @dataclass(frozen=True)
@@ -77,44 +145,49 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """Part of tool call ``call`` of choice ``index``: its first delta has ``id`` and ``name``."""
+
+    index: int
+    call: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Finished:
     index: int
     reason: FinishReason
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from a cache
 
 
-GenerationEvent = TextDelta | Finished
+GenerationEvent = TextDelta | ToolCallDelta | Finished
+
+
+# ---------------------------------------------------------------- engines
+
+
+class CpuPool(Protocol):
+    """A bounded executor for CPU work (503 when saturated); separate from store I/O."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 @runtime_checkable
 class ChatEngine(Protocol):
-    """A text-generation model. ``generate`` yields events for every choice until each has Finished.
-
-    Closing the iterator early (client gone) cancels the work and frees its resources.
-    """
-
     model_id: str
     kind: Literal["chat"]
-    n_ctx: int
-    vocab_size: int
-    template_supports_tools: bool
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str: ...
-
-    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]: ...
-
-    def detokenize(self, tokens: Sequence[int]) -> str: ...
-
-    def token_bytes(self, token: int) -> bytes: ...
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]: ...
-
-    async def prepare(self, request: GenerationRequest) -> None:
-        """Engine-specific validation that may take a moment (compiling a grammar); raises a 400."""
+    async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> Prepared:
+        """Validate and ready a chat request (400 on bad input); knows its prompt token count."""
         ...
 
-    def check_admission(self, request: GenerationRequest) -> None:
-        """Raise Overloaded now, before a stream starts, when the queue is full."""
+    async def prepare_completion(self, request: CompletionRequest, cpu: CpuPool) -> Prepared: ...
+
+    def generate(self, prepared: Prepared) -> AsyncIterator[GenerationEvent]:
+        """Queue it now (Overloaded if the engine is full) and return its events."""
         ...
 
     def stats(self) -> dict[str, Any]: ...

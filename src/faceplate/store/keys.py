@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
-from faceplate.auth import Principal, hash_key
+from faceplate.access.auth import Principal, hash_key
 from faceplate.errors import ServiceUnavailable
 from faceplate.store.db import read_transaction, write_transaction
 from faceplate.store.schema import api_keys

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, case, func, insert, literal, select
 
 from faceplate.store.db import read_transaction, write_transaction
 from faceplate.store.schema import api_keys, usage
-from faceplate.usage import UsageRecord
+from faceplate.access.usage import UsageRecord
 
 GroupBy = Literal["key", "model", "day"]
 GROUPS: tuple[GroupBy, ...] = ("key", "model", "day")

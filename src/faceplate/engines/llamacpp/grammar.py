@@ -15,7 +15,7 @@ import numpy as np
 from llguidance import LLMatcher, LLTokenizer
 from llguidance.llamacpp import lltokenizer_from_vocab
 
-from faceplate.constraints import LIMITS
+from faceplate.structured.constraints import LIMITS
 from faceplate.engines.llamacpp.model import LlamaModel
 from faceplate.errors import InvalidRequest
 
@@ -36,12 +36,14 @@ class GrammarCompiler:
                 self._tokenizer = lltokenizer_from_vocab(self._model.vocab)
             return self._tokenizer
 
-    def compile(self, spec: str, param: str = "response_format") -> None:
-        """Build (and cache) the matcher now; a grammar that fails is a 400."""
-        self._template(spec, param)
+    def compile(self, spec: str, param: str = "response_format") -> LLMatcher:
+        """The matcher for ``spec`` (cached); a grammar that fails is a 400.
 
-    def matcher(self, spec: str) -> LLMatcher:
-        return self._template(spec, "response_format").deep_copy()
+        Called by ``prepare``, off the scheduler thread: the request carries the result, and each
+        sequence runs a ``deep_copy`` of it, so a grammar evicted from this cache is never
+        recompiled while other streams wait.
+        """
+        return self._template(spec, param)
 
     def _template(self, spec: str, param: str) -> LLMatcher:
         with self._lock:

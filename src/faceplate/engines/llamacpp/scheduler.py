@@ -27,16 +27,10 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
-from faceplate.engines.base import (
-    Finished,
-    GenerationEvent,
-    GenerationRequest,
-    TextDelta,
-    TokenLogprob,
-    TopLogprob,
-)
-from faceplate.engines.llamacpp.grammar import GrammarCompiler, SequenceGrammar
+from faceplate.engines.base import Finished, GenerationEvent, TextDelta, TokenLogprob, TopLogprob
+from faceplate.engines.llamacpp.grammar import SequenceGrammar
 from faceplate.engines.llamacpp.model import LlamaModel
+from faceplate.engines.llamacpp.request import TokenRequest
 from faceplate.engines.llamacpp.sampling import SamplerChain
 from faceplate.engines.textstream import TextStream
 from faceplate.errors import EngineFailure, InvalidRequest, Overloaded
@@ -50,7 +44,7 @@ MIN_SHARED_PREFIX_TO_COPY = 32
 
 @dataclass(eq=False)
 class Job:
-    request: GenerationRequest
+    request: TokenRequest
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[list[GenerationEvent] | BaseException]
     cancelled: bool = False
@@ -120,11 +114,9 @@ class Scheduler:
         n_ctx_per_seq: int,
         n_batch: int,
         max_queue: int,
-        grammars: GrammarCompiler,
         prefill_chunk: int = 128,
     ) -> None:
         self.model = model
-        self.grammars = grammars
         self.ctx = ctx
         self.mem = L.llama_get_memory(ctx)
         self.n_parallel = n_parallel
@@ -154,7 +146,7 @@ class Scheduler:
         self._thread.join(timeout=30)
         L.llama_batch_free(self.batch)
 
-    def check_admission(self, request: GenerationRequest) -> None:
+    def check_admission(self, request: TokenRequest) -> None:
         if request.n > self.n_parallel:
             raise InvalidRequest(f"n={request.n} is more than this model can generate at once ({self.n_parallel}).", param="n")
         with self._cond:
@@ -162,7 +154,7 @@ class Scheduler:
                 self.counters.rejected += 1
                 raise Overloaded("The model is at capacity and its queue is full. Please retry shortly.", retry_after_s=1)
 
-    def submit(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    def submit(self, request: TokenRequest) -> AsyncIterator[GenerationEvent]:
         """Queue a job now (raising Overloaded if the queue is full) and return its event stream."""
         self.check_admission(request)
         job = Job(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue())
@@ -272,7 +264,7 @@ class Scheduler:
             self._place(job, free)
 
     def _place(self, job: Job, free: list[Slot]) -> None:
-        prompt = list(job.request.prompt_tokens)
+        prompt = list(job.request.tokens)
 
         # Reuse a free sequence's cache only for a real shared prefix: a chat template's few
         # header tokens must not pull every request into one slot and evict a long cached
@@ -305,8 +297,8 @@ class Scheduler:
             params = job.request.params
             seed = params.seed + choice if params.seed is not None else random.getrandbits(32)
             slot.sampler = SamplerChain(self.model, params, seed=seed)
-            if params.constraint is not None:
-                slot.grammar = SequenceGrammar(self.grammars.matcher(params.constraint.spec), self.model.n_vocab)
+            if job.request.grammar is not None:  # compiled by prepare: never compiled on this thread
+                slot.grammar = SequenceGrammar(job.request.grammar.deep_copy(), self.model.n_vocab)
             slot.text = TextStream(params.stop)
             job.slots.append(slot)
 

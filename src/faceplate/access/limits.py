@@ -32,10 +32,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from faceplate.auth import Principal
+from faceplate.access.auth import Principal
 from faceplate.errors import RateLimited, ServiceUnavailable
 
-log = logging.getLogger("faceplate.limits")
+log = logging.getLogger("faceplate.access.limits")
 
 DEFAULT_WINDOW_S = 60.0
 EPS = 1e-6  # clock arithmetic in floats: a client that waits exactly retry-after must get in

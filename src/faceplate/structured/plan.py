@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from faceplate import constraints
-from faceplate.constraints import ToolSpec
+from faceplate.structured import constraints
+from faceplate.structured.constraints import ToolSpec
 from faceplate.engines.base import Constraint
 from faceplate.errors import InvalidRequest
 from faceplate.protocol.chat import (
@@ -17,7 +17,7 @@ from faceplate.protocol.chat import (
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
 )
-from faceplate.tools import messages_for_template
+from faceplate.structured.tools import messages_for_template
 
 ToolsMode = Literal["tools", "functions"] | None
 

@@ -19,7 +19,7 @@ from llguidance import LLMatcher, LLParserLimits
 
 from faceplate.engines.base import Constraint
 from faceplate.errors import InvalidRequest
-from faceplate.schema_bounds import tighten
+from faceplate.structured.schema_bounds import tighten
 
 MAX_SCHEMA_BYTES = 64 * 1024
 TOOL_OPEN = "<tool_call>"

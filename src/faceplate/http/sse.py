@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from faceplate.errors import EngineFailure, FaceplateError
 
-log = logging.getLogger("faceplate.streaming")
+log = logging.getLogger("faceplate.http.sse")
 
 T = TypeVar("T")
 

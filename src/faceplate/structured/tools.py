@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faceplate.constraints import TOOL_CLOSE, TOOL_OPEN, ToolSpec
+from faceplate.structured.constraints import TOOL_CLOSE, TOOL_OPEN, ToolSpec
 
 SYSTEM_TOOLS_PROMPT = """You can call functions. To call one, answer with exactly
 <tool_call>{{"name":"<function name>","arguments":<arguments as a JSON object>}}</tool_call>

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-log = logging.getLogger("faceplate.usage")
+log = logging.getLogger("faceplate.access.usage")
 
 
 @dataclass(frozen=True)

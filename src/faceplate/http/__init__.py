@@ -1,0 +1,1 @@
+"""The HTTP edge: the auth gate, body reading, SSE responses that own their cleanup, middleware."""

@@ -49,7 +49,7 @@ def json_schema(schema: dict[str, Any] | None, *, param: str = "response_format.
         raise InvalidRequest("The JSON schema must be an object.", param=param)
     _check_size(schema, param)
     try:
-        grammar = LLMatcher.grammar_from_json_schema(tighten(schema), overrides=JSON_OPTIONS)  # type: ignore[arg-type]
+        grammar = LLMatcher.grammar_from_json_schema(tighten(schema, param=param), overrides=JSON_OPTIONS)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(f"Invalid JSON schema: {exc}", param=param) from None
     return _checked(Constraint(kind="json_schema", spec=grammar, param=param))
@@ -84,7 +84,7 @@ def _lark_str(text: str) -> str:
 
 
 def _call_rule(i: int, tool: ToolSpec) -> str:
-    params = tighten(tool.parameters) if tool.parameters else {"type": "object", "properties": {}}
+    params = tighten(tool.parameters, param="tools") if tool.parameters else {"type": "object", "properties": {}}
     params["x-guidance"] = JSON_OPTIONS
     head = _lark_str(f'{{"name":"{tool.name}","arguments":')
     return f'call_{i}: {head} %json {json.dumps(params)} "}}"'

@@ -14,16 +14,23 @@ validates against the *original* schema:
 - recursive ``$ref``s are unrolled to a fixed depth; past it the reference becomes ``false``
   (nothing), so an optional child, an empty array or another ``anyOf`` branch is the only way on.
 
-When the result would be too large (a schema with many shared definitions), the schema is
-returned unrolled only as far as fits.
+Inlining is bounded: every node visited and every value copied into the result counts
+against ``Bounds.max_nodes``, and a schema that needs more (definitions that each reference
+the next one twice grow exponentially when inlined: a 2 KB schema can ask for millions of
+nodes) is refused with a 400 the moment the budget runs out, never after the work is done.
+A result within the budget but larger than ``max_size`` bytes falls back to the original
+schema, untightened.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from faceplate.errors import InvalidRequest
+
+DEFAULT_PARAM = "response_format.json_schema.schema"
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,36 @@ class Bounds:
     any_depth: int = 2  # nesting allowed where the schema says "any JSON value"
     max_depth: int = 3  # how many times one recursive definition may be entered on a path
     max_size: int = 256 * 1024  # bytes of the rewritten schema
+    max_nodes: int = 20_000  # nodes visited or emitted while inlining; more is a 400
+
+
+class _Budget:
+    """Counts the walk's work and what it emits; raises InvalidRequest as soon as it is spent."""
+
+    def __init__(self, limit: int, param: str) -> None:
+        self.limit = limit
+        self.param = param
+        self.used = 0
+        self._weights: dict[int, int] = {}
+
+    def spend(self, n: int = 1) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise InvalidRequest(
+                f"The JSON schema is too complex: inlining its $refs takes more than {self.limit} nodes "
+                "(definitions that reference each other grow exponentially). Reduce the nesting or the references.",
+                param=self.param,
+            )
+
+    def weight(self, value: Any) -> int:
+        """JSON nodes in ``value`` (a part of the input, shared into the result as is); each container counted once."""
+        if not isinstance(value, dict | list):
+            return 1
+        known = self._weights.get(id(value))
+        if known is None:
+            items = value.values() if isinstance(value, dict) else value
+            known = self._weights[id(value)] = 1 + sum(self.weight(v) for v in items)
+        return known
 
 
 def _resolve(root: dict[str, Any], ref: str) -> tuple[str, Any] | None:
@@ -77,12 +114,17 @@ def any_value(bounds: Bounds, depth: int) -> dict[str, Any]:
     return {"anyOf": options}
 
 
-def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
+def tighten(schema: Any, bounds: Bounds = Bounds(), param: str = DEFAULT_PARAM) -> Any:
+    """The schema with bounds added and ``$ref``s inlined; InvalidRequest (naming ``param``) past ``bounds.max_nodes``."""
     if not isinstance(schema, dict):
         return schema
     root = schema
+    budget = _Budget(bounds.max_nodes, param)
+    free_value = any_value(bounds, bounds.any_depth)
+    free_weight = budget.weight(free_value)
 
     def walk(node: Any, stack: tuple[str, ...]) -> Any:
+        budget.spend()
         if isinstance(node, list):
             return [walk(x, stack) for x in node]
         if not isinstance(node, dict):
@@ -93,8 +135,8 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
                 ref, body = target
                 if stack.count(ref) >= bounds.max_depth:
                     return False
-                siblings = {k: v for k, v in node.items() if k != "$ref"}
-                inlined = walk(copy.deepcopy(body), (*stack, ref))
+                siblings = {k: v for k, v in node.items() if k not in ("$ref", "$defs", "definitions")}
+                inlined = walk(body, (*stack, ref))  # walk builds new nodes: the input is never changed
                 if siblings and isinstance(inlined, dict):
                     return {"allOf": [inlined, walk(siblings, stack)]}
                 return inlined
@@ -102,8 +144,8 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
         for key, value in node.items():
             if key in ("$defs", "definitions"):
                 continue  # every reference is inlined
-            if key in ("properties", "patternProperties", "dependentSchemas"):
-                out[key] = {k: walk(v, stack) for k, v in value.items()} if isinstance(value, dict) else value
+            if key in ("properties", "patternProperties", "dependentSchemas") and isinstance(value, dict):
+                out[key] = {k: walk(v, stack) for k, v in value.items()}
             elif key in (
                 "items",
                 "additionalProperties",
@@ -119,6 +161,7 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
             ):
                 out[key] = walk(value, stack)
             else:
+                budget.spend(budget.weight(value))  # shared, not copied, but emitted with the result all the same
                 out[key] = value
         types = out.get("type")
         types = types if isinstance(types, list) else [types]
@@ -134,7 +177,8 @@ def tighten(schema: Any, bounds: Bounds = Bounds()) -> Any:
             if "properties" in out and "additionalProperties" not in out:
                 out["additionalProperties"] = False
             elif extra is True or extra == {}:
-                out["additionalProperties"] = any_value(bounds, bounds.any_depth)
+                budget.spend(free_weight)
+                out["additionalProperties"] = free_value  # one shared copy; it is never changed
                 out.setdefault("maxProperties", max(bounds.max_properties, len(out.get("required", []))))
         if "string" in types and not {"maxLength", "pattern", "format", "enum", "const"} & out.keys():
             out["maxLength"] = max(bounds.max_string_length, int(out.get("minLength", 0)))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from faceplate.errors import InvalidRequest
-from faceplate.protocol.common import WireModel, tagged_union
+from faceplate.protocol.common import WireModel, array_too_long, tagged_union
 from faceplate.protocol.sampling import SamplingFields
+
+MAX_MESSAGES = 2048  # most items in 'messages' (OpenAI's bound); checked before any message is validated
 
 
 class TextPart(WireModel):
@@ -176,6 +178,13 @@ class ChatCompletionRequest(SamplingFields):
     function_call: Literal["none", "auto"] | NamedFunction | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _messages_length(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) > MAX_MESSAGES:
+            raise array_too_long("messages", MAX_MESSAGES, len(value))
+        return value
 
     @model_validator(mode="after")
     def _cross_field(self) -> ChatCompletionRequest:

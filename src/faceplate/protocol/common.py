@@ -1,7 +1,8 @@
 """Parsing a request body into a wire model, with OpenAI's 400 for anything wrong.
 
 Python's ``json`` accepts NaN/Infinity and raises RecursionError on deep nesting;
-both end here as a 400, never a 500. Pydantic errors become one message naming
+both end here as a 400, never a 500. So does a lone UTF-16 surrogate (``"\ud800"`` is valid
+JSON but not Unicode, and could not be encoded as UTF-8 later): the 400 names the field. Pydantic errors become one message naming
 the offending field in ``param`` (``messages[0].content``), the way OpenAI does.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
@@ -49,8 +51,71 @@ def tagged_union(*models: type[BaseModel], key: str = "type") -> Any:
     ]
 
 
+def array_too_long(param: str, limit: int, got: int) -> InvalidRequest:
+    """OpenAI's 400 for an array past its maximum length."""
+    return InvalidRequest(
+        f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, "
+        f"but got an array with length {got} instead.",
+        param=param,
+    )
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# A lone surrogate can only come from a \uD800-\uDFFF escape, from UTF-8-encoded surrogate bytes
+# (json decodes with surrogatepass), or from a UTF-16/32 body: only then is the parsed body searched.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _may_hold_surrogates(raw: bytes) -> bool:
+    return b"\x00" in raw[:4] or raw[:2] in (b"\xff\xfe", b"\xfe\xff") or _SURROGATE_HINT.search(raw) is not None
+
+
+def _path(link: tuple[Any, str | int] | None) -> str | None:
+    """``messages[0].content`` from the linked (parent, key) chain the search keeps."""
+    parts: list[str | int] = []
+    while link is not None:
+        link, item = link
+        parts.append(item)
+    out = ""
+    for item in reversed(parts):
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else item)
+    return out or None
+
+
+def _check_surrogates(data: Any) -> None:
+    """Raise InvalidRequest naming the first string (key or value, any depth) that holds a lone surrogate.
+
+    Iterative, with each node's path kept as a link to its parent's, so depth and size cost linear time.
+    """
+    todo: list[tuple[Any, tuple[Any, str | int] | None]] = [(data, None)]
+    while todo:
+        node, link = todo.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        nested: list[tuple[Any, tuple[Any, str | int] | None]] = []
+        for key, value in items:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                where = _path(link)
+                place = f"'{where}'" if where else "the request body"
+                raise InvalidRequest(
+                    f"Invalid key in {place}: "
+                    "a key holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not valid Unicode.",
+                    param=where,
+                )
+            if isinstance(value, str):
+                if _SURROGATE.search(value):
+                    where = _path((link, key))
+                    raise InvalidRequest(
+                        f"Invalid value for '{where}': the string holds a lone UTF-16 surrogate "
+                        "(an unpaired \\ud800-\\udfff escape), which is not valid Unicode.",
+                        param=where,
+                    )
+            elif isinstance(value, dict | list):
+                nested.append((value, (link, key)))
+        todo.extend(reversed(nested))  # children in order, depth first
 
 
 def parse_json(raw: bytes) -> Any:
@@ -60,7 +125,7 @@ def parse_json(raw: bytes) -> Any:
             "(HINT: send a JSON object with Content-Type: application/json.)"
         )
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
         raise InvalidRequest("We could not parse the JSON body of your request: it is nested too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -69,6 +134,9 @@ def parse_json(raw: bytes) -> Any:
             "(HINT: This likely means you aren't using your HTTP library correctly. "
             "The OpenAI API expects a JSON payload.)"
         ) from None
+    if isinstance(data, dict | list) and _may_hold_surrogates(raw):
+        _check_surrogates(data)
+    return data
 
 
 # Loc items pydantic adds for union members and tagged branches, which are not field names.

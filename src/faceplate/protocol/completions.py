@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from faceplate.errors import InvalidRequest
 from faceplate.protocol.chat import StreamOptions
+from faceplate.protocol.common import array_too_long
 from faceplate.protocol.sampling import SamplingFields
 
 Prompt = str | list[str] | list[int] | list[list[int]]
+MAX_PROMPTS = 2048  # most prompts in one request (an array of strings or of token arrays), as OpenAI allows
 
 
 class CompletionRequest(SamplingFields):
@@ -19,6 +23,14 @@ class CompletionRequest(SamplingFields):
     best_of: int | None = Field(None, ge=0, le=20)
     suffix: str | None = None
     stream_options: StreamOptions | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_count(cls, value: Any) -> Any:
+        # A flat list of token ids is one prompt, whatever its length; a list of strings or of arrays is many.
+        if isinstance(value, list) and len(value) > MAX_PROMPTS and type(value[0]) is not int:
+            raise array_too_long("prompt", MAX_PROMPTS, len(value))
+        return value
 
     @model_validator(mode="after")
     def _cross_field(self) -> CompletionRequest:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faceplate import __version__, cli_keys
-from faceplate.config import ConfigError, ModelSpec, Settings, load_settings
+from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, scrub, url_secrets
 
 log = logging.getLogger("faceplate")
 
@@ -109,10 +109,11 @@ def _store_has_keys(settings: Settings) -> bool:
     """Keys made with `faceplate keys create` protect the server as --api-key does."""
     from faceplate.store import Store
 
+    url = settings.resolved_database_url()
     try:
-        store = Store.open(settings.resolved_database_url())
-    except Exception as exc:
-        print(f"faceplate: cannot open the key store: {exc}", file=sys.stderr)
+        store = Store.open(url)
+    except Exception as exc:  # the driver's message may quote the URL: never print its password
+        print(f"faceplate: cannot open the key store: {scrub(str(exc), url_secrets(url))}", file=sys.stderr)
         return False
     try:
         return store.keys.any()

@@ -4,6 +4,10 @@ Precedence, lowest first: built-in defaults, a TOML config file (``--config`` or
 ``FACEPLATE_CONFIG``), ``FACEPLATE_*`` environment variables, command-line flags.
 It is built once by the CLI (or a test) and passed down; nothing reads the
 environment after that.
+
+Secrets (API keys, the admin key, passwords in database and Redis URLs) never appear in
+an error or a log line: validation errors do not echo input values, the fields are left
+out of ``repr``, and URLs are shown through ``redact_url``.
 """
 
 from __future__ import annotations
@@ -13,11 +17,58 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CHAT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
+REDACTED = "***"
+_PASSWORD_PARAMS = {"password", "pass", "passwd", "pwd"}
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:pass@host/0`` -> ``redis://user:***@host/0``, also ``?password=...``; a URL to log or show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED  # unparseable: show nothing rather than a secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{host}" if colon else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _PASSWORD_PARAMS for k, _ in pairs):
+            query = urlencode([(k, REDACTED if k.lower() in _PASSWORD_PARAMS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The password(s) in a URL, as written and percent-decoded, to scrub out of messages that quote them."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    userinfo = parts.netloc.rpartition("@")[0]
+    found = [userinfo.partition(":")[2]] if ":" in userinfo else []
+    for item in parts.query.split("&"):
+        name, _, value = item.partition("=")
+        if unquote_plus(name).lower() in _PASSWORD_PARAMS:
+            found.append(value)
+    found += [unquote_plus(f) for f in found]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``***`` (for exception messages that may quote them)."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def _package_dir(name: str) -> Path | None:
@@ -43,7 +94,7 @@ def bundled_embedding_model_path() -> Path | None:
 class ModelSpec(BaseModel):
     """One served model. ``kind`` and ``format`` are inferred from the path when left out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     id: str
     path: str
@@ -77,12 +128,13 @@ class ModelSpec(BaseModel):
 class Settings(BaseModel):
     """Everything Faceplate can be told. Each field is also ``FACEPLATE_<NAME>`` in the environment."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A validation error must not echo what it was given: that could be a list of API keys.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to bind (0 picks a free one)")
     models: list[ModelSpec] = Field(default_factory=list, description="served models; empty means the bundled ones")
-    api_keys: list[str] = Field(default_factory=list, description="static API keys accepted as Bearer tokens")
+    api_keys: list[str] = Field(default_factory=list, repr=False, description="static API keys accepted as Bearer tokens")
     allow_insecure: bool = Field(False, description="allow binding a non-loopback address with no API key")
     threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="default CPU threads per model")
     n_parallel: int = Field(8, ge=1, le=256, description="default most sequences decoded together per chat model")
@@ -92,9 +144,9 @@ class Settings(BaseModel):
     data_dir: str = Field(
         default_factory=lambda: str(Path.home() / ".local" / "share" / "faceplate"), description="where the SQLite store lives"
     )
-    database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir)")
-    redis_url: str | None = Field(None, description="Redis URL for shared rate-limit state across replicas")
-    admin_key: str | None = Field(None, description="key for the /admin API")
+    database_url: str | None = Field(None, repr=False, description="SQLAlchemy URL (default: SQLite in data_dir)")
+    redis_url: str | None = Field(None, repr=False, description="Redis URL for shared rate-limit state across replicas")
+    admin_key: str | None = Field(None, repr=False, description="key for the /admin API")
     rate_limit_window_s: float = Field(60.0, gt=0, le=3600, description="rpm/tpm apply per this many seconds")
     key_cache_ttl_s: float = Field(5.0, ge=0, le=300, description="stored-key cache time (revocation delay)")
     embedding_batch_wait_ms: float = Field(2.0, ge=0, le=1000, description="how long the embedding batcher waits to fill a batch")

@@ -20,7 +20,8 @@ they are atomic on the event loop). ``RedisLimiter`` keeps them in Redis and run
 admit and each settle as one Lua script, timed by Redis's own clock, so any number of
 Faceplate processes sharing a Redis enforce one limit. If Redis cannot be reached, limited
 keys fail closed: 503 ``rate_limiter_unavailable`` with ``retry-after: 1`` (the limit is
-never silently lifted or multiplied); unlimited keys are unaffected.
+never silently lifted or multiplied); unlimited keys are unaffected. The Redis URL is only
+ever logged with its password replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from faceplate.access.auth import Principal
+from faceplate.config import redact_url, scrub, url_secrets
 from faceplate.errors import RateLimited, ServiceUnavailable
 
 log = logging.getLogger("faceplate.access.limits")
@@ -294,7 +296,8 @@ class RedisLimiter:
     ) -> None:
         import redis.asyncio as aioredis
 
-        self.url = url
+        self.url = redact_url(url)  # for logs and messages: never the password
+        self._secrets = url_secrets(url)
         self.window_s = window_s
         self.prefix = prefix
         self.retry_after_s = retry_after_s
@@ -311,6 +314,10 @@ class RedisLimiter:
         base = f"{self.prefix}{{{_bucket_key(principal)}}}"  # hash tag: both buckets in one cluster slot
         return [f"{base}:requests", f"{base}:tokens"]
 
+    def _scrub(self, exc: BaseException) -> str:
+        """An exception's text without the URL's password (a client library may quote the URL)."""
+        return scrub(str(exc), self._secrets)
+
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(int(self._clock() * 1000))
 
@@ -320,7 +327,11 @@ class RedisLimiter:
             self._down_until = now + self.retry_after_s
             if now - self._last_log > 10:
                 self._last_log = now
-                log.warning("rate limiter: Redis at %s is unreachable (%s); limited keys get 503 until it is back", self.url, exc)
+                log.warning(
+                    "rate limiter: Redis at %s is unreachable (%s); limited keys get 503 until it is back",
+                    self.url,
+                    self._scrub(exc),
+                )
         err = ServiceUnavailable(
             "Rate limiting is temporarily unavailable, so requests with rate-limited keys cannot be admitted. "
             "Please retry shortly.",
@@ -359,7 +370,7 @@ class RedisLimiter:
                 try:
                     await self._settle(keys=keys[1:], args=[self._now_arg(), window_ms, tpm, delta])
                 except Exception as exc:  # the reservation stays charged: conservative, and it refills anyway
-                    log.warning("rate limiter: could not settle %+d tokens in Redis: %s", delta, exc)
+                    log.warning("rate limiter: could not settle %+d tokens in Redis: %s", delta, self._scrub(exc))
 
         return BucketLease(headers=headers, reserved=tokens if principal.tpm else 0, give_back=give_back)
 

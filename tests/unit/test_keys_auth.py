@@ -23,6 +23,9 @@ class Clock:
         return self.t
 
 
+UNKNOWN = [f"sk-fp-{i:043d}" for i in range(10)]  # shaped like stored keys (see generate_secret); no key has them
+
+
 def bearer(secret: str) -> Headers:
     return Headers({"authorization": f"Bearer {secret}"})
 
@@ -81,14 +84,14 @@ async def test_expiry_is_checked_on_every_use_even_when_cached(store: Store) -> 
 
 
 async def test_unknown_keys_are_cached_too_and_the_cache_is_bounded(store: Store) -> None:
-    lookup = CachedKeyLookup(store.keys, ttl_s=60, max_entries=3)
+    lookup = CachedKeyLookup(store.keys, ttl_s=60, max_entries=3, max_misses=3)
     auth = Authenticator([], lookup, store_has_keys=True)
     for i in range(10):
         for _ in range(3):
             with pytest.raises(InvalidApiKey):
-                await auth.authenticate(bearer(f"sk-fp-wrong-{i}"))
+                await auth.authenticate(bearer(UNKNOWN[i]))
     assert lookup.queries == 10
-    assert len(lookup._entries) == 3
+    assert len(lookup._misses) == 3 and not lookup._entries  # misses have their own bounded cache
 
 
 async def test_concurrent_misses_share_one_query(store: Store) -> None:
@@ -108,7 +111,7 @@ async def test_an_unreachable_store_is_a_503_not_a_401(store: Store) -> None:
 
     store.keys.by_hash = broken  # type: ignore[method-assign]
     with pytest.raises(ServiceUnavailable) as info:
-        await auth.authenticate(bearer("sk-fp-anything"))
+        await auth.authenticate(bearer(UNKNOWN[0]))  # shaped like a stored key, so the store is asked
     assert info.value.status == 503 and info.value.headers["retry-after"] == "1"
 
 

@@ -8,12 +8,17 @@ started with neither asks the store again (``KeyLookup.has_keys``, cached for a 
 seconds) so a key created later from the CLI turns auth on without a restart; once on,
 it stays on. Until then, a request that presents a stored key is still treated as that
 key (its models and limits), so a key made on another replica is never served anonymously.
+
+Stored keys have one shape (``sk-fp-`` and 43 URL-safe characters, see ``store.keys``): a
+token of any other shape is refused without asking the store, so garbage tokens cost no
+database round trip and never touch the key cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +44,16 @@ class Principal:
 
 
 ANONYMOUS = Principal(key_id=None, name="anonymous")
+
+# The shape of every stored key: store.keys.generate_secret makes them, secrets.token_urlsafe(32).
+STORED_KEY_PREFIX = "sk-fp-"
+STORED_KEY_RANDOM_CHARS = 43  # 32 random bytes, URL-safe base64 without padding
+_STORED_KEY = re.compile(re.escape(STORED_KEY_PREFIX) + rf"[A-Za-z0-9_-]{{{STORED_KEY_RANDOM_CHARS}}}")
+
+
+def could_be_stored_key(secret: str) -> bool:
+    """Whether ``secret`` has the shape of a stored key; anything else is not worth a store lookup."""
+    return len(secret) == len(STORED_KEY_PREFIX) + STORED_KEY_RANDOM_CHARS and _STORED_KEY.fullmatch(secret) is not None
 
 
 def hash_key(secret: str) -> str:
@@ -77,7 +92,7 @@ class Authenticator:
         if not self.enabled:
             if self._store is None:
                 return ANONYMOUS
-            if scheme.lower() == "bearer" and secret:
+            if scheme.lower() == "bearer" and could_be_stored_key(secret):
                 # A stored key is honoured (with its models and limits) even before this process
                 # has noticed that the store holds keys: another replica may have just made it.
                 principal = await self._store.principal_for_hash(hash_key(secret))
@@ -100,7 +115,7 @@ class Authenticator:
             matched |= hmac.compare_digest(known, digest)
         if matched:
             return Principal(key_id=None, name="static")
-        if self._store is not None:
+        if self._store is not None and could_be_stored_key(secret):
             principal = await self._store.principal_for_hash(digest)
             if principal is not None:
                 return principal

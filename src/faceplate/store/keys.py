@@ -22,18 +22,19 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 
-from faceplate.access.auth import Principal, hash_key
+from faceplate.access.auth import STORED_KEY_PREFIX, Principal, hash_key
 from faceplate.errors import ServiceUnavailable
 from faceplate.store.db import read_transaction, write_transaction
 from faceplate.store.schema import api_keys
 
-SECRET_PREFIX = "sk-fp-"
+SECRET_PREFIX = STORED_KEY_PREFIX  # the Authenticator looks up only tokens of this shape (auth.could_be_stored_key)
 VISIBLE_CHARS = len(SECRET_PREFIX) + 4  # "sk-fp-AbCd": enough to tell keys apart, 24 of 256 bits
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def generate_secret() -> str:
+    """``sk-fp-`` and 43 URL-safe characters: the shape ``auth.could_be_stored_key`` accepts (keep the two in step)."""
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
@@ -219,12 +220,15 @@ class _Entry:
 class CachedKeyLookup:
     """The Authenticator's view of the store (``auth.KeyLookup``), with a short in-process cache.
 
-    A key's row is cached for ``ttl_s`` seconds (hits and misses alike, at most
-    ``max_entries`` of them, least recently used dropped first), so under load auth costs
-    no database round trip. Revocation in another process takes effect here within
-    ``ttl_s``; in this process (admin API) at once. Expiry is checked on every use.
-    Concurrent misses for the same key share one query. A database that cannot be reached
-    is a 503, never a 401 and never a stale answer.
+    A key's row is cached for ``ttl_s`` seconds (at most ``max_entries`` of them, least
+    recently used dropped first), so under load auth costs no database round trip. Misses
+    (hashes no key has) are cached apart, for the same time, in a smaller LRU of their own
+    (``max_misses``): an unknown token sent again and again costs one query per ``ttl_s``,
+    and no number of unknown tokens pushes a real key out of the cache. (Tokens not shaped
+    like a stored key never get here: see ``auth.could_be_stored_key``.) Revocation in
+    another process takes effect here within ``ttl_s``; in this process (admin API) at once.
+    Expiry is checked on every use. Concurrent misses for the same key share one query. A
+    database that cannot be reached is a 503, never a 401 and never a stale answer.
     """
 
     def __init__(
@@ -233,15 +237,18 @@ class CachedKeyLookup:
         *,
         ttl_s: float = 5.0,
         max_entries: int = 10_000,
+        max_misses: int = 1024,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.max_misses = max_misses
         self._clock = clock
         self._wall = wall
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # keys that exist (active or not)
+        self._misses: OrderedDict[str, float] = OrderedDict()  # hashes no key has -> when that was learnt
         self._inflight: dict[str, asyncio.Task[ApiKey | None]] = {}
         self._has_keys = False
         self._has_keys_checked = -float("inf")
@@ -258,6 +265,10 @@ class CachedKeyLookup:
         if entry is not None and self._clock() - entry.fetched < self.ttl_s:
             self._entries.move_to_end(key_hash)
             return entry.key
+        missed = self._misses.get(key_hash)
+        if missed is not None and self._clock() - missed < self.ttl_s:
+            self._misses.move_to_end(key_hash)
+            return None
         task = self._inflight.get(key_hash)
         if task is None:
             # A task of its own: a caller that is cancelled does not cancel the others' lookup.
@@ -277,11 +288,20 @@ class CachedKeyLookup:
             key = await asyncio.to_thread(self.keys.by_hash, key_hash)
         except Exception as exc:
             raise _store_down() from exc
-        self._entries[key_hash] = _Entry(key, self._clock())
-        self._entries.move_to_end(key_hash)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if key is None:
+            self._entries.pop(key_hash, None)
+            self._remember(self._misses, key_hash, self._clock(), self.max_misses)
+        else:
+            self._misses.pop(key_hash, None)
+            self._remember(self._entries, key_hash, _Entry(key, self._clock()), self.max_entries)
         return key
+
+    @staticmethod
+    def _remember(cache: OrderedDict[str, Any], key_hash: str, value: Any, limit: int) -> None:
+        cache[key_hash] = value
+        cache.move_to_end(key_hash)
+        while len(cache) > limit:
+            cache.popitem(last=False)
 
     async def has_keys(self) -> bool:
         """Whether the store holds a key; checked at most once per ``ttl_s`` until it does."""
@@ -302,5 +322,7 @@ class CachedKeyLookup:
     def invalidate(self, key_hash: str | None = None) -> None:
         if key_hash is None:
             self._entries.clear()
+            self._misses.clear()
         else:
             self._entries.pop(key_hash, None)
+            self._misses.pop(key_hash, None)

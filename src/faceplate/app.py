@@ -1,11 +1,9 @@
-"""create_app(settings) -> the ASGI app: routes, error rendering, request ids, lifespan."""
+"""create_app(services) -> the ASGI app: routes, the auth gate, error rendering, request ids, lifespan."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -13,45 +11,18 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from faceplate.api import admin, chat, completions, embeddings, health, models
-from faceplate.api.call import Services
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
+from faceplate.http.gate import AuthGate
+from faceplate.http.middleware import RequestIds
 from faceplate.http.sse import json_response
+from faceplate.service.services import Services
 
 log = logging.getLogger("faceplate.app")
 
 Extension = Callable[[Services], list[Any]]
-
-
-class RequestIds:
-    """Every response carries x-request-id (the client's, if it sent one) and openai-processing-ms."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"")
-        rid = incoming.decode("latin-1")[:200] if incoming else f"req_{uuid.uuid4().hex}"
-
-        async def send_with_ids(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                elapsed = int((time.perf_counter() - started) * 1000)
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"x-request-id", rid.encode("latin-1")),
-                    (b"openai-processing-ms", str(elapsed).encode()),
-                    (b"openai-version", b"2020-10-01"),
-                ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_ids)
 
 
 def _render(exc: FaceplateError) -> Response:
@@ -87,10 +58,16 @@ def create_app(
     on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
 ) -> ASGIApp:
     """Build the app around already-built services. The registry is started and closed with the app."""
-    route_groups: list[Extension] = [health.routes, models.routes, chat.routes, completions.routes, *(extensions or [])]
-    route_groups.append(admin.routes)
-    route_groups.append(embeddings.routes)
-    routes = [r for group in route_groups for r in group(services)]
+    groups: list[Extension] = [
+        health.routes,
+        models.routes,
+        chat.routes,
+        completions.routes,
+        embeddings.routes,
+        admin.routes,
+        *(extensions or []),
+    ]
+    routes = [r for group in groups for r in group(services)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -107,4 +84,13 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={FaceplateError: _faceplate_error, HTTPException: _http_error, Exception: _unexpected},
     )
-    return RequestIds(app)
+    settings = services.settings
+    gate = AuthGate(
+        app,
+        services.auth,
+        admin_key=settings.admin_key,
+        admin_enabled=services.store is not None,
+        bind_host=settings.host,
+        allowed_hosts=settings.allowed_hosts,
+    )
+    return RequestIds(gate)

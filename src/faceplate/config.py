@@ -153,6 +153,15 @@ class Settings(BaseModel):
     embedding_max_batch: int = Field(256, ge=1, description="most inputs in one embedding forward pass")
     embedding_batching: bool = Field(True, description="gather concurrent embedding requests into shared batches")
     keepalive_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values accepted when no API key is required, besides loopback names (DNS-rebinding guard)",
+    )
+    cpu_workers: int = Field(2, ge=1, le=64, description="threads for request CPU work (templates, tokenizing, grammars)")
+    cpu_queue: int = Field(64, ge=0, description="requests that may wait for a CPU worker before 503")
+    token_reservation: int = Field(
+        512, ge=1, description="completion tokens reserved against a key's TPM when a request sets no max_tokens"
+    )
 
     @field_validator("api_keys")
     @classmethod
@@ -180,7 +189,7 @@ class Settings(BaseModel):
         return self.database_url or f"sqlite:///{Path(self.data_dir) / 'faceplate.db'}"
 
 
-_LIST_FIELDS = {"api_keys"}
+_LIST_FIELDS = {"api_keys", "allowed_hosts"}
 
 
 class ConfigError(Exception):

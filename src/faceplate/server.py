@@ -8,11 +8,12 @@ import logging
 
 import uvicorn
 
-from faceplate.api.call import Services
 from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
+from faceplate.service.cpu import CpuPool
+from faceplate.service.services import Services
 from faceplate.access.limits import Limiter, MemoryLimiter, RedisLimiter
 from faceplate.store import CachedKeyLookup, Store
 from faceplate.access.usage import BatchingUsageSink
@@ -35,7 +36,8 @@ def build_services(settings: Settings, registry: Registry, *, store: Store | Non
     else:
         limiter = MemoryLimiter(window_s=settings.rate_limit_window_s)
     usage = BatchingUsageSink(store.usage.insert)
-    return Services(settings=settings, registry=registry, auth=auth, limiter=limiter, usage=usage, store=store)
+    cpu = CpuPool(settings.cpu_workers, settings.cpu_queue)
+    return Services(settings=settings, registry=registry, auth=auth, limiter=limiter, usage=usage, store=store, cpu=cpu)
 
 
 async def close_services(services: Services) -> None:
@@ -46,6 +48,7 @@ async def close_services(services: Services) -> None:
                 await closer()
             except Exception:
                 log.exception("error while shutting down")
+    services.cpu.close()
     if services.store is not None:
         services.store.close()
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from faceplate.api.call import Services
+from faceplate.service.services import Services
 from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
 from faceplate.config import Settings

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from faceplate.api.call import Services
+from faceplate.service.services import Services
 from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from faceplate.api.call import Services
+from faceplate.service.services import Services
 from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
 from faceplate.config import Settings, bundled_embedding_model_path, load_settings
@@ -149,7 +149,7 @@ async def test_bad_inputs_are_refused_before_the_model(engine: LlamaCppEmbedding
 async def test_served_through_the_api(engine: LlamaCppEmbeddingEngine, st: SentenceTransformer) -> None:
     services = Services(settings=Settings(), registry=Registry([engine]), auth=Authenticator([]))
     transport = httpx.ASGITransport(app=create_app(services))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as api:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as api:
         r = await api.post("/v1/embeddings", json={"model": "minilm-gguf", "input": TEXTS[:2], "dimensions": 64})
         assert r.status_code == 200, r.text
         body = r.json()

@@ -1,6 +1,6 @@
 import json
 
-from faceplate.structured.constraints import ToolSpec
+from faceplate.engines.base import Tool as ToolSpec
 from faceplate.structured.tools import ToolCallParser, call_markup, messages_for_template
 
 

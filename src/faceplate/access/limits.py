@@ -105,7 +105,7 @@ def _headers(principal: Principal, req_level: float | None, tok_level: float | N
     return out
 
 
-def _too_large(principal: Principal, tokens: int, window_s: float) -> RateLimited:
+def too_large(principal: Principal, tokens: int, window_s: float) -> RateLimited:
     err = RateLimited(
         f"Request too large for key {principal.name} on tokens per min (TPM): Limit {principal.tpm}, Requested {tokens}. "
         "The input or output tokens must be reduced in order to run successfully.",
@@ -181,7 +181,7 @@ class MemoryLimiter:
         if not _is_limited(principal):
             return Lease()
         if principal.tpm and tokens > principal.tpm:
-            raise _too_large(principal, tokens, self.window_s)
+            raise too_large(principal, tokens, self.window_s)
         # Everything below runs without an await: atomic on the event loop.
         now = self._clock()
         key = _bucket_key(principal)
@@ -344,7 +344,7 @@ class RedisLimiter:
         if not _is_limited(principal):
             return Lease()
         if principal.tpm and tokens > principal.tpm:
-            raise _too_large(principal, tokens, self.window_s)
+            raise too_large(principal, tokens, self.window_s)
         if time.monotonic() < self._down_until:
             raise self._unavailable(None)  # fail fast while Redis is known to be down
         window_ms = max(1, int(self.window_s * 1000))

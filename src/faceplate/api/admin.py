@@ -1,8 +1,9 @@
 """The admin API: create, list and revoke API keys; read usage. Bearer ``settings.admin_key``.
 
-With no admin key configured the whole /admin tree answers 404, exactly like a URL that
-does not exist (nothing to discover, nothing to brute-force); a wrong or missing key is a
-401 ``invalid_api_key``. Every error is OpenAI's envelope.
+The admin key is checked by the auth gate (http/gate.py) before any route runs. With no
+admin key configured the whole /admin tree answers 404, exactly like a URL that does not
+exist (nothing to discover, nothing to brute-force); a wrong or missing key is a 401
+``invalid_api_key``. Every error is OpenAI's envelope.
 
     POST   /admin/keys            {"name", "models"?, "rpm"?, "tpm"?, "expires_in"? | "expires_at"?}
                                   -> the key object plus "key": the secret, shown only here
@@ -15,7 +16,6 @@ does not exist (nothing to discover, nothing to brute-force); a wrong or missing
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from typing import Any
 
@@ -24,14 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.api.call import Services, read_body
-from faceplate.access.auth import hash_key
-from faceplate.errors import InvalidApiKey, InvalidRequest, NotFound
+from faceplate.http.body import read_body
+from faceplate.errors import InvalidRequest, NotFound
 from faceplate.protocol.common import parse_request
 from faceplate.store import Store
 from faceplate.store.keys import parse_duration, parse_time
 from faceplate.store.usage import GROUPS
 from faceplate.http.sse import json_response
+from faceplate.service.services import Services
 
 
 class CreateKey(BaseModel):
@@ -81,14 +81,10 @@ def _time_param(request: Request, name: str) -> float | None:
 
 
 def routes(svc: Services) -> list[Route]:
-    admin_hash = hash_key(svc.settings.admin_key) if svc.settings.admin_key else None
-
     def check(request: Request) -> Store:
-        if admin_hash is None or svc.store is None:
+        """The gate has checked the admin key; the store is there whenever the admin API is enabled."""
+        if svc.store is None:
             raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
-        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(hash_key(secret.strip()), admin_hash):
-            raise InvalidApiKey("The admin API needs the admin key (Authorization: Bearer ADMIN_KEY).")
         return svc.store
 
     async def create_key(request: Request) -> Response:

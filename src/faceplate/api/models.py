@@ -8,8 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.api.call import Services
+from faceplate.http.gate import principal_of
 from faceplate.http.sse import json_response
+from faceplate.service.services import Services
 
 
 def model_object(svc: Services, model_id: str) -> dict[str, Any]:
@@ -18,12 +19,12 @@ def model_object(svc: Services, model_id: str) -> dict[str, Any]:
 
 def routes(svc: Services) -> list[Route]:
     async def list_models(request: Request) -> Response:
-        principal = await svc.auth.authenticate(request.headers)
+        principal = principal_of(request)
         data = [model_object(svc, m) for m in svc.registry.ids() if principal.can_see(m)]
         return json_response({"object": "list", "data": data})
 
     async def get_model(request: Request) -> Response:
-        principal = await svc.auth.authenticate(request.headers)
+        principal = principal_of(request)
         model_id = request.path_params["model"]
         principal.check_model(model_id)
         svc.registry.get(model_id)

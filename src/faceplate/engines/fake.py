@@ -13,16 +13,43 @@ import asyncio
 import hashlib
 import math
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from faceplate.engines.base import Finished, GenerationEvent, GenerationRequest, TextDelta, TokenLogprob, TopLogprob
+from faceplate.engines.base import (
+    ChatRequest,
+    CompletionRequest,
+    CpuPool,
+    Finished,
+    GenerationEvent,
+    SamplingParams,
+    TextDelta,
+    TokenLogprob,
+    TopLogprob,
+)
 from faceplate.engines.chat_template import ChatTemplate
 from faceplate.engines.textstream import TextStream
-from faceplate.errors import InvalidRequest, Overloaded
+from faceplate.engines.toolcall_events import ToolCallEvents
+from faceplate.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+from faceplate.structured.plan import plan
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "héllo", "wörld", "日本", "🙂", "."]
 END = 256
+
+
+@dataclass(frozen=True)
+class FakePrepared:
+    tokens: tuple[int, ...]
+    params: SamplingParams
+    n: int
+    echo_text: str = ""
+    tool_calls: bool = False
+    max_new_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.tokens)
 
 
 class FakeEngine:
@@ -36,67 +63,84 @@ class FakeEngine:
         self.vocab_size = 257
         self.n_parallel = n_parallel
         self.max_queue = max_queue
+        self.max_jobs = max_queue
         self.words = words  # answer length before the end token
         self.template = ChatTemplate(None, {})
         self.running = 0
         self.cancelled = 0
         self.delay_s = 0.0  # per token; tests raise it to hold requests open
+        self.script: list[str] | None = None  # tests set it: each choice's output text, instead of words
         self._slots = asyncio.Semaphore(n_parallel)
         self._waiting = 0
 
-    @property
-    def template_supports_tools(self) -> bool:
-        return self.template.supports_tools
+    async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> FakePrepared:
+        return await cpu.run(self._prepare_chat, request)
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
-        return self.template.render(messages, tools=tools)
+    def _prepare_chat(self, request: ChatRequest) -> FakePrepared:
+        p = plan(request, template_supports_tools=self.template.supports_tools)  # the same 400s as a real engine
+        tokens = list(self.template.render(p.messages, tools=p.template_tools).encode())
+        return self._prepared(tokens, request.sampling, request.n, "messages", tool_calls=p.tool_calls)
 
-    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
-        return list(text.encode())
+    async def prepare_completion(self, request: CompletionRequest, cpu: CpuPool) -> FakePrepared:
+        if isinstance(request.prompt, str):
+            tokens = list(request.prompt.encode())
+        else:
+            if any(t < 0 or t >= self.vocab_size for t in request.prompt):
+                raise InvalidRequest(f"Invalid 'prompt': token ids must be between 0 and {self.vocab_size - 1}.", param="prompt")
+            tokens = list(request.prompt)
+        echo = bytes(t for t in tokens if t < 256).decode(errors="replace") if request.echo else ""
+        return self._prepared(tokens or [END], request.sampling, request.n, "prompt", echo=echo)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return bytes(t for t in tokens if t < 256).decode(errors="replace")
+    def _prepared(
+        self, tokens: list[int], params: SamplingParams, n: int, param: str, *, echo: str = "", tool_calls: bool = False
+    ) -> FakePrepared:
+        if n > self.n_parallel:
+            raise InvalidRequest(f"n={n} is more than this model can generate at once ({self.n_parallel}).", param="n")
+        if len(tokens) >= self.n_ctx:
+            raise ContextLengthExceeded(len(tokens), self.n_ctx, param=param)
+        if params.max_tokens is not None and len(tokens) + params.max_tokens > self.n_ctx:
+            raise ContextLengthExceeded(len(tokens), self.n_ctx, requested=params.max_tokens, param=param)
+        for token, _ in params.logit_bias:
+            if token >= self.vocab_size:
+                raise InvalidRequest(f"Invalid logit_bias: token id {token} is outside the vocabulary.", param="logit_bias")
+        max_new = params.max_tokens if params.max_tokens is not None else self.n_ctx - len(tokens)
+        return FakePrepared(tuple(tokens), params, n, echo, tool_calls, max_new)
 
-    def token_bytes(self, token: int) -> bytes:
-        return bytes([token]) if token < 256 else b""
-
-    async def prepare(self, request: GenerationRequest) -> None:
-        return None  # constraints were validated when translated; the fake does not apply them
-
-    def check_admission(self, request: GenerationRequest) -> None:
-        if request.n > self.n_parallel:
-            raise InvalidRequest(f"n={request.n} is more than this model can generate at once ({self.n_parallel}).", param="n")
+    def generate(self, prepared: FakePrepared) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
         if self._waiting >= self.max_queue:
             raise Overloaded("The model is at capacity and its queue is full. Please retry shortly.")
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        self.check_admission(request)
         self._waiting += 1
-        return self._run(request)
+        stream = _FakeStream(self, prepared)
+        return ToolCallEvents(stream, prepared.n) if prepared.tool_calls else stream
 
-    def _tokens(self, request: GenerationRequest, choice: int) -> list[int]:
-        digest = hashlib.sha256(bytes(b % 256 for b in request.prompt_tokens)).digest()
-        rng = random.Random(int.from_bytes(digest[:8], "big") ^ ((request.params.seed or 0) + choice))
-        if request.params.seed is None and request.params.temperature > 0:
+    def _tokens(self, prepared: FakePrepared, choice: int) -> list[int]:
+        if self.script is not None:
+            return [*self.script[choice % len(self.script)].encode(), END]
+        digest = hashlib.sha256(bytes(b % 256 for b in prepared.tokens)).digest()
+        rng = random.Random(int.from_bytes(digest[:8], "big") ^ ((prepared.params.seed or 0) + choice))
+        if prepared.params.seed is None and prepared.params.temperature > 0:
             rng = random.Random()
         text = " ".join(rng.choice(WORDS) for _ in range(self.words))
         return [*text.encode(), END]
 
-    async def _run(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        admitted = False
+    async def _run(self, prepared: FakePrepared) -> AsyncIterator[GenerationEvent]:
         try:
             await self._slots.acquire()
-            admitted = True
+        except BaseException:
+            self.cancelled += 1
+            raise
+        finally:
             self._waiting -= 1
-            self.running += request.n
-            streams = [self._tokens(request, c) for c in range(request.n)]
-            texts = [TextStream(request.params.stop) for _ in range(request.n)]
-            done = [False] * request.n
-            reported = [0] * request.n
+        self.running += prepared.n
+        try:
+            params = prepared.params
+            streams = [self._tokens(prepared, c) for c in range(prepared.n)]
+            texts = [TextStream(params.stop) for _ in range(prepared.n)]
+            done = [False] * prepared.n
+            reported = [0] * prepared.n
             step = 0
-            limit = request.params.max_tokens
             while not all(done):
-                for c in range(request.n):
+                for c in range(prepared.n):
                     if done[c]:
                         continue
                     token = streams[c][step]
@@ -104,10 +148,10 @@ class FakeEngine:
                     if token == END:
                         out, reason = texts[c].flush(), "stop"
                     else:
-                        out = texts[c].feed(bytes([token]), self._logprob(token, request.params.top_logprobs))
+                        out = texts[c].feed(bytes([token]), self._logprob(token, params.top_logprobs))
                         if out.stopped:
                             reason = "stop"
-                        elif limit is not None and step + 1 >= limit:
+                        elif params.max_tokens is not None and step + 1 >= params.max_tokens:
                             reason = "length"
                             tail = texts[c].flush()
                             out.text += tail.text
@@ -124,11 +168,8 @@ class FakeEngine:
             self.cancelled += 1
             raise
         finally:
-            if admitted:
-                self.running -= request.n
-                self._slots.release()
-            else:
-                self._waiting -= 1
+            self.running -= prepared.n
+            self._slots.release()
 
     def _logprob(self, token: int, top: int | None) -> TokenLogprob | None:
         if top is None:
@@ -145,3 +186,29 @@ class FakeEngine:
 
     async def close(self) -> None:
         return None
+
+
+class _FakeStream:
+    """One request's events; closing it before the first read still gives its queue place back."""
+
+    def __init__(self, engine: FakeEngine, prepared: FakePrepared) -> None:
+        self._engine = engine
+        self._gen = engine._run(prepared)
+        self._started = False
+        self._closed = False
+
+    def __aiter__(self) -> _FakeStream:
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        self._started = True
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            self._engine._waiting -= 1
+            self._engine.cancelled += 1
+        await self._gen.aclose()

@@ -1,10 +1,13 @@
-"""Server-sent events as the OpenAI SDKs read them, and client-disconnect handling.
+"""JSON and server-sent-event responses as the OpenAI SDKs read them.
 
 - each event is ``data: <json>\\n\\n``; keep-alives are ``: comment`` lines (never an empty data);
 - the stream ends with ``data: [DONE]`` and the body is closed right after;
 - an error after the stream started is a ``data: {"error": {...}}`` event, which the SDK raises;
-- when the client goes away, the generator is cancelled and the engine iterator closed,
-  which frees the sequence in the scheduler.
+- JSON never carries NaN or Infinity (``allow_nan=False``): strict parsers reject them.
+
+``EventStreamResponse`` owns its source: whether the client left before the first byte,
+mid-stream, or never was sent anything, its ``close`` runs exactly once, which frees the
+engine slot, settles the rate-limit lease and records usage.
 """
 
 from __future__ import annotations
@@ -14,23 +17,21 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from faceplate.errors import EngineFailure, FaceplateError
 
-log = logging.getLogger("faceplate.http.sse")
-
-T = TypeVar("T")
+log = logging.getLogger("faceplate.http")
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def sse_event(obj: Any, event: str | None = None) -> bytes:
@@ -69,59 +70,44 @@ async def _with_keepalive(source: AsyncIterator[bytes], interval: float) -> Asyn
             await aclose()
 
 
-def sse_response(
-    events: AsyncIterator[bytes],
-    *,
-    keepalive_s: float,
-    headers: dict[str, str] | None = None,
-    done: bool = True,
-) -> StreamingResponse:
-    """Frame ``events`` (already-encoded SSE events) as a response; failures become an error event."""
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in _with_keepalive(events, keepalive_s):
-                yield chunk
-        except FaceplateError as exc:
-            yield sse_event(exc.body())
-            return
-        except Exception:
-            log.exception("stream failed")
-            yield sse_event(EngineFailure("The server had an error while processing your request.").body())
-            return
-        if done:
-            yield DONE
-
-    hdrs = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-    hdrs.update(headers or {})
-    return StreamingResponse(body(), media_type="text/event-stream", headers=hdrs)
-
-
-async def until_disconnected(request: Request) -> None:
-    """Return when the client hangs up. Only call after the body has been read."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-class ClientDisconnected(Exception):
-    """The client left before a non-streamed answer was ready; nothing is sent."""
-
-
-async def unless_disconnected(request: Request, work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` but cancel it the moment the client disconnects (non-streaming requests)."""
-    task = asyncio.ensure_future(work())
-    watcher = asyncio.ensure_future(until_disconnected(request))
+async def _framed(chunks: AsyncIterator[dict[str, Any]], done: bool) -> AsyncIterator[bytes]:
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-        raise ClientDisconnected()
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
+        async for chunk in chunks:
+            yield sse_event(chunk)
+    except FaceplateError as exc:
+        yield sse_event(exc.body())
+        return
+    except Exception:
+        log.exception("stream failed")
+        yield sse_event(EngineFailure("The server had an error while processing your request.").body())
+        return
+    if done:
+        yield DONE
+
+
+class EventStreamResponse(StreamingResponse):
+    """SSE of ``chunks``; ``close`` runs once when the response ends, however it ends."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        *,
+        close: Callable[[], Awaitable[None]],
+        keepalive_s: float,
+        headers: dict[str, str] | None = None,
+        done: bool = True,
+    ) -> None:
+        hdrs = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
+        super().__init__(_with_keepalive(_framed(chunks, done), keepalive_s), media_type="text/event-stream", headers=hdrs)
+        self._chunks = chunks
+        self._close = close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Starlette never starts the body iterator when the client left before the first
+            # byte, so the generators' own cleanup would never run: close them here.
+            with contextlib.suppress(Exception):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            await self._close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from llguidance import LLMatcher, LLParserLimits
 
-from faceplate.engines.base import Constraint
+from faceplate.engines.base import Tool
 from faceplate.errors import InvalidRequest
 from faceplate.structured.schema_bounds import tighten
 
@@ -30,10 +30,16 @@ MAX_PARALLEL_CALLS = 4
 
 
 @dataclass(frozen=True)
-class ToolSpec:
-    name: str
-    description: str | None
-    parameters: dict[str, Any]
+class Constraint:
+    """A grammar the output must match: ``spec`` is an llguidance grammar (JSON-schema or Lark based).
+
+    ``kind`` says what it came from (json_schema, json_object, tool_calls); ``param`` names the
+    request field to blame if it cannot be compiled.
+    """
+
+    kind: str
+    spec: str
+    param: str = "response_format"
 
 
 def _check_size(schema: Any, param: str) -> str:
@@ -83,22 +89,31 @@ def _lark_str(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid Lark string literal
 
 
-def _call_rule(i: int, tool: ToolSpec) -> str:
+def _call_rule(i: int, tool: Tool) -> str:
     params = tighten(tool.parameters, param="tools") if tool.parameters else {"type": "object", "properties": {}}
     params["x-guidance"] = JSON_OPTIONS
     head = _lark_str(f'{{"name":"{tool.name}","arguments":')
     return f'call_{i}: {head} %json {json.dumps(params)} "}}"'
 
 
-def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, allow_text: bool) -> Constraint:
+def tool_calls(
+    tools: Sequence[Tool],
+    *,
+    only: str | None,
+    parallel: bool,
+    allow_text: bool,
+    text_schema: dict[str, Any] | None = None,
+    param: str = "tools",
+) -> Constraint:
     """Calls as ``<tool_call>{"name":...,"arguments":{...}}</tool_call>``, one or several.
 
-    ``only`` forces that function; ``allow_text`` (tool_choice auto) lets the answer be plain text
-    instead, which must then not start with ``<`` so the two cannot be confused.
+    ``only`` forces that function; ``allow_text`` (tool_choice auto) lets the answer be text
+    instead: free text that must not start with ``<`` (so the two cannot be confused) or, when
+    ``text_schema`` is given (response_format beside tools), JSON matching that schema.
     """
     chosen = [t for t in tools if only is None or t.name == only]
     for t in chosen:
-        _check_size(t.parameters, "tools")
+        _check_size(t.parameters, param)
     rules = [_call_rule(i, t) for i, t in enumerate(chosen)]
     body = " | ".join(f"call_{i}" for i in range(len(chosen)))
     call = f"call: {_lark_str(TOOL_OPEN)} ({body}) {_lark_str(TOOL_CLOSE)}"
@@ -107,11 +122,16 @@ def tool_calls(tools: Sequence[ToolSpec], *, only: str | None, parallel: bool, a
         if not parallel
         else "calls: " + " | ".join(" ".join(["call"] * k) for k in range(1, MAX_PARALLEL_CALLS + 1))
     )
-    start = "start: calls | TEXT" if allow_text else "start: calls"
-    lines = [start, calls, call, *rules]
-    if allow_text:
+    lines = ["start: calls | answer" if allow_text else "start: calls", calls, call, *rules]
+    if allow_text and text_schema is not None:
+        _check_size(text_schema, "response_format.json_schema.schema")
+        answer = dict(tighten(text_schema))
+        answer["x-guidance"] = JSON_OPTIONS
+        lines.append(f"answer: %json {json.dumps(answer)}")
+    elif allow_text:
+        lines.append("answer: TEXT")
         lines.append(r"TEXT: /[^<\s][\s\S]*/")
-    return _checked(Constraint(kind="tool_calls", spec="\n".join(lines), param="tools"))
+    return _checked(Constraint(kind="tool_calls", spec="\n".join(lines), param=param))
 
 
 # Bounds on compiling a grammar: a hostile schema fails fast instead of eating the CPU.
@@ -131,4 +151,4 @@ def _checked(constraint: Constraint) -> Constraint:
     return constraint
 
 
-__all__ = ["json_schema", "json_object", "tool_calls", "ToolSpec", "TOOL_OPEN", "TOOL_CLOSE", "LIMITS"]
+__all__ = ["json_schema", "json_object", "tool_calls", "Constraint", "TOOL_OPEN", "TOOL_CLOSE", "LIMITS"]

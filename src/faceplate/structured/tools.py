@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faceplate.structured.constraints import TOOL_CLOSE, TOOL_OPEN, ToolSpec
+from faceplate.engines.base import Tool
+from faceplate.structured.constraints import TOOL_CLOSE, TOOL_OPEN
 
 SYSTEM_TOOLS_PROMPT = """You can call functions. To call one, answer with exactly
 <tool_call>{{"name":"<function name>","arguments":<arguments as a JSON object>}}</tool_call>
@@ -22,7 +23,7 @@ and nothing else. Results come back in <tool_response> tags. The functions:
 {functions}"""
 
 
-def describe_tools(tools: Sequence[ToolSpec]) -> str:
+def describe_tools(tools: Sequence[Tool]) -> str:
     lines = []
     for t in tools:
         desc = f": {t.description}" if t.description else ""
@@ -40,7 +41,7 @@ def call_markup(name: str, arguments: str) -> str:
 
 
 def messages_for_template(
-    messages: list[dict[str, Any]], tools: Sequence[ToolSpec], *, template_supports_tools: bool
+    messages: list[dict[str, Any]], tools: Sequence[Tool], *, template_supports_tools: bool
 ) -> list[dict[str, Any]]:
     """Rewrite tool turns for a template without tool support: calls as markup, results as user turns.
 

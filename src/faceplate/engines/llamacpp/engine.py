@@ -1,19 +1,30 @@
-"""The llama.cpp chat engine: a loaded GGUF model, its chat template and its scheduler."""
+"""The llama.cpp chat engine: a loaded GGUF model, its chat template, grammars and scheduler.
+
+Everything token-level stays in here: ``prepare_*`` plans tools and formats, renders the
+template, tokenizes and compiles the grammar (in the caller's CPU pool, never on the event
+loop or the scheduler thread) into a ``TokenRequest``; ``generate`` queues it and turns
+tool-call markup in the output into ``ToolCallDelta`` events.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import llama_cpp as L
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import GenerationEvent, GenerationRequest
+from faceplate.engines.base import ChatRequest, CompletionRequest, CpuPool, GenerationEvent, SamplingParams
 from faceplate.engines.chat_template import ChatTemplate
 from faceplate.engines.llamacpp.grammar import GrammarCompiler
 from faceplate.engines.llamacpp.model import ContextSettings, LlamaModel
+from faceplate.engines.llamacpp.prompt import PromptBuilder
+from faceplate.engines.llamacpp.request import TokenRequest
 from faceplate.engines.llamacpp.scheduler import Scheduler
+from faceplate.engines.toolcall_events import ToolCallEvents
+from faceplate.errors import ContextLengthExceeded, InvalidRequest
+from faceplate.structured.plan import plan
 
 DEFAULT_CTX_CAP = 8192
 
@@ -24,62 +35,85 @@ class LlamaCppEngine:
     def __init__(self, spec: ModelSpec, settings: Settings) -> None:
         self.model_id = spec.id
         self.model = LlamaModel(spec.path)
-        n_parallel = spec.n_parallel or settings.n_parallel
+        self.n_parallel = spec.n_parallel or settings.n_parallel
         self.n_ctx = spec.n_ctx or min(self.model.n_ctx_train or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
-        self.vocab_size = self.model.n_vocab
         n_batch = spec.n_batch or 512
         cs = ContextSettings(
             n_ctx_per_seq=self.n_ctx,
-            n_parallel=n_parallel,
+            n_parallel=self.n_parallel,
             n_batch=n_batch,
             n_threads=spec.n_threads or settings.threads,
         )
-        self.context_settings = cs
         self.ctx = self.model.new_context(cs)
         self.grammars = GrammarCompiler(self.model)
         max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
+        self.max_jobs = 4 * self.n_parallel if max_queue is None else max_queue
         self.scheduler = Scheduler(
-            self.model,
-            self.ctx,
-            n_parallel=n_parallel,
-            n_ctx_per_seq=self.n_ctx,
-            n_batch=n_batch,
-            max_queue=4 * n_parallel if max_queue is None else max_queue,
-            grammars=self.grammars,
+            self.model, self.ctx, n_parallel=self.n_parallel, n_ctx_per_seq=self.n_ctx, n_batch=n_batch, max_queue=self.max_jobs
         )
         special = {
             "bos_token": self.model.special_piece(self.model.bos) if self.model.bos >= 0 else "",
             "eos_token": self.model.special_piece(self.model.eos) if self.model.eos >= 0 else "",
         }
         self.template = ChatTemplate(self.model.meta("tokenizer.chat_template"), special)
+        self.prompts = PromptBuilder(self.model, self.template)
 
-    @property
-    def template_supports_tools(self) -> bool:
-        return self.template.supports_tools
+    # -- prepare: CPU work, in the caller's pool
 
-    def render_chat(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None) -> str:
-        return self.template.render(messages, tools=tools)
+    async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> TokenRequest:
+        return await cpu.run(self._prepare_chat, request)
 
-    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
-        return self.model.tokenize(text, add_special=add_special, parse_special=parse_special)
+    async def prepare_completion(self, request: CompletionRequest, cpu: CpuPool) -> TokenRequest:
+        return await cpu.run(self._prepare_completion, request)
 
-    def detokenize(self, tokens: Sequence[int]) -> str:
+    def _prepare_chat(self, request: ChatRequest) -> TokenRequest:
+        self._check_n(request.n)
+        p = plan(request, template_supports_tools=self.template.supports_tools)
+        tokens = self.prompts.tokens(p.messages, p.template_tools)
+        max_new = self._check_fit(request.sampling, len(tokens), param="messages")
+        grammar = self.grammars.compile(p.constraint.spec, p.constraint.param) if p.constraint else None
+        return TokenRequest(
+            request.request_id, tuple(tokens), request.sampling, request.n, grammar, tool_calls=p.tool_calls, max_new_tokens=max_new
+        )
+
+    def _prepare_completion(self, request: CompletionRequest) -> TokenRequest:
+        self._check_n(request.n)
+        if isinstance(request.prompt, str):
+            tokens = self.model.tokenize(request.prompt, add_special=True, parse_special=False)
+        else:
+            vocab = self.model.n_vocab
+            if any(t < 0 or t >= vocab for t in request.prompt):
+                raise InvalidRequest(f"Invalid 'prompt': token ids must be between 0 and {vocab - 1}.", param="prompt")
+            tokens = list(request.prompt)
+        echo = self.detokenize(tokens) if request.echo else ""
+        if not tokens:  # no prompt: generate as from the start of a new document, as OpenAI does
+            tokens = [self.model.bos if self.model.bos >= 0 else self.model.eos]
+        max_new = self._check_fit(request.sampling, len(tokens), param="prompt")
+        return TokenRequest(request.request_id, tuple(tokens), request.sampling, request.n, echo_text=echo, max_new_tokens=max_new)
+
+    def _check_n(self, n: int) -> None:
+        if n > self.n_parallel:
+            raise InvalidRequest(f"n={n} is more than this model can generate at once ({self.n_parallel}).", param="n")
+
+    def _check_fit(self, params: SamplingParams, prompt_len: int, *, param: str) -> int:
+        """The prompt and max_tokens must fit the context; returns the most tokens a choice may generate."""
+        if prompt_len >= self.n_ctx:
+            raise ContextLengthExceeded(prompt_len, self.n_ctx, param=param)
+        if params.max_tokens is not None and prompt_len + params.max_tokens > self.n_ctx:
+            raise ContextLengthExceeded(prompt_len, self.n_ctx, requested=params.max_tokens, param=param)
+        for token, _ in params.logit_bias:
+            if token >= self.model.n_vocab:
+                raise InvalidRequest(f"Invalid logit_bias: token id {token} is outside the vocabulary.", param="logit_bias")
+        return params.max_tokens if params.max_tokens is not None else self.n_ctx - prompt_len
+
+    def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.model.pieces[t] for t in tokens).decode(errors="replace")
 
-    def token_bytes(self, token: int) -> bytes:
-        return self.model.pieces[token]
+    # -- generate
 
-    async def prepare(self, request: GenerationRequest) -> None:
-        """Compile the request's grammar against this vocabulary (off the event loop); a bad one is a 400."""
-        c = request.params.constraint
-        if c is not None:
-            await asyncio.to_thread(self.grammars.compile, c.spec, c.param)
-
-    def check_admission(self, request: GenerationRequest) -> None:
-        self.scheduler.check_admission(request)
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        return self.scheduler.submit(request)
+    def generate(self, prepared: TokenRequest) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
+        events = self.scheduler.submit(prepared)
+        return ToolCallEvents(events, prepared.n) if prepared.tool_calls else events
 
     def stats(self) -> dict[str, Any]:
         return {"n_ctx": self.n_ctx, **self.scheduler.stats()}

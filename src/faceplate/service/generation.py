@@ -1,0 +1,168 @@
+"""The one generation path: engine streams, metered, as wire chunks or a collected object.
+
+A ``Reply`` owns everything a request holds (engine streams, its rate-limit lease, its
+usage record) and releases it exactly once, however the call ends: finished, failed, the
+client gone mid-stream, before the first byte, or while still queued. HTTP routes, the
+batch worker and the Responses API all end here; none of them meters anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, Prepared, TextDelta, ToolCallDelta
+from faceplate.service.metering import Meter, status_of
+from faceplate.translate.common import Choices, Translator
+
+
+async def _aclose(it: Any) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+def _reindex(ev: GenerationEvent, offset: int) -> GenerationEvent:
+    if isinstance(ev, TextDelta):
+        return TextDelta(offset + ev.index, ev.text, ev.logprobs, ev.tokens)
+    if isinstance(ev, ToolCallDelta):
+        return ToolCallDelta(offset + ev.index, ev.call, ev.id, ev.name, ev.arguments)
+    return Finished(offset + ev.index, ev.reason, ev.completion_tokens, ev.cached_tokens)
+
+
+async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> AsyncIterator[GenerationEvent]:
+    """Interleave several requests' events; request i's choice j becomes index i*n + j."""
+    if len(streams) == 1:
+        async for ev in streams[0]:
+            yield ev
+        return
+    queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, it: AsyncIterator[GenerationEvent]) -> None:
+        try:
+            async for ev in it:
+                await queue.put((i, ev))
+            await queue.put((i, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            await queue.put((i, exc))
+
+    tasks = [asyncio.ensure_future(pump(i, it)) for i, it in enumerate(streams)]
+    try:
+        live = len(streams)
+        while live:
+            i, item = await queue.get()
+            if item is None:
+                live -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield _reindex(item, i * n)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        for it in streams:
+            await _aclose(it)
+
+
+async def open_streams(engine: ChatEngine, prepared: Sequence[Prepared]) -> list[AsyncIterator[GenerationEvent]]:
+    """Queue every request, or none: if one is refused (queue full), cancel those already queued."""
+    streams: list[AsyncIterator[GenerationEvent]] = []
+    try:
+        for p in prepared:
+            streams.append(engine.generate(p))
+    except BaseException:
+        for s in streams:  # a JobStream cancels its job on close, even if never iterated
+            await _aclose(s)
+        raise
+    return streams
+
+
+class Reply:
+    """A metered generation. Use ``chunks()`` (streaming) or ``collect()``; ``aclose()`` always."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        streams: list[AsyncIterator[GenerationEvent]],
+        translator: Translator,
+        *,
+        n: int,
+        prompt_tokens: int,
+        include_usage: bool = False,
+    ) -> None:
+        self.meter = meter
+        self._streams = streams  # closed explicitly: an unstarted generator's cleanup never runs
+        self._events = merge(streams, n)
+        self.translator = translator
+        self.choices = Choices.of(n * len(streams))
+        self.prompt_tokens = prompt_tokens
+        self.include_usage = include_usage
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.meter.headers
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The wire stream: opening chunks, one or more per event, the usage chunk when asked."""
+        error: BaseException | None = None
+        try:
+            for chunk in self.translator.opening():
+                yield chunk
+            async for ev in self._events:
+                self.choices.add(ev)
+                for chunk in self.translator.events(ev):
+                    yield chunk
+            if self.include_usage:
+                yield self.translator.usage_chunk(self.prompt_tokens, self.choices)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._finish(error)
+
+    async def collect(self) -> dict[str, Any]:
+        """The non-streamed object: exactly the stream's events, collected."""
+        error: BaseException | None = None
+        try:
+            async for ev in self._events:
+                self.choices.add(ev)
+            return self.translator.build(self.choices, self.prompt_tokens)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._finish(error)
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        """The engine events themselves, metered (for callers with their own wire format)."""
+        error: BaseException | None = None
+        try:
+            async for ev in self._events:
+                self.choices.add(ev)
+                yield ev
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._finish(error)
+
+    async def aclose(self, error: BaseException | None = None) -> None:
+        """Release everything now (idempotent). Without an error, a reply closed unfinished counts as 499."""
+        if not self.meter.done:
+            await self._finish(error if error is not None else asyncio.CancelledError())
+
+    async def _finish(self, error: BaseException | None) -> None:
+        if self.meter.done:
+            return
+        try:
+            await _aclose(self._events)
+            for stream in self._streams:
+                await _aclose(stream)
+        finally:
+            await self.meter.finish(status_of(error), self.prompt_tokens, self.choices.completion_tokens)

@@ -1,0 +1,31 @@
+"""Everything a caller of the service layer needs, built once and passed in (no app.state locator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from faceplate.access.auth import Authenticator, Principal
+from faceplate.access.limits import Limiter, Unlimited
+from faceplate.access.usage import NullUsage, UsageSink
+from faceplate.config import Settings
+from faceplate.engines.registry import Registry
+from faceplate.service.cpu import CpuPool
+from faceplate.service.metering import Meter
+
+if TYPE_CHECKING:
+    from faceplate.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: Registry
+    auth: Authenticator
+    limiter: Limiter = field(default_factory=Unlimited)
+    usage: UsageSink = field(default_factory=NullUsage)
+    store: Store | None = None  # keys and usage, for the admin API; None: no store
+    cpu: CpuPool = field(default_factory=CpuPool)
+
+    def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
+        return Meter(self.limiter, self.usage, principal, endpoint, model, window_s=self.settings.rate_limit_window_s)

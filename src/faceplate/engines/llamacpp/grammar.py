@@ -1,8 +1,9 @@
 """Per-sequence grammar constraints for the llama.cpp scheduler, via llguidance.
 
-Each constrained sequence owns an LLMatcher. Before sampling, the matcher's token mask
-is applied to that sequence's logits row in place (-inf for forbidden tokens); after
-sampling, the token is consumed. Unconstrained sequences in the same batch pay nothing.
+Each constrained sequence owns a ``deep_copy`` of the request's compiled LLMatcher. Before
+sampling, the matcher's token mask is applied to that sequence's logits row in place (-inf
+for forbidden tokens); after sampling, the token is consumed. Unconstrained sequences in the
+same batch pay nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import numpy as np
 from llguidance import LLMatcher, LLTokenizer
 from llguidance.llamacpp import lltokenizer_from_vocab
 
-from faceplate.structured.constraints import LIMITS
 from faceplate.engines.llamacpp.model import LlamaModel
 from faceplate.errors import InvalidRequest
+from faceplate.structured.constraints import LIMITS
 
 
 class GrammarCompiler:
@@ -41,11 +42,8 @@ class GrammarCompiler:
 
         Called by ``prepare``, off the scheduler thread: the request carries the result, and each
         sequence runs a ``deep_copy`` of it, so a grammar evicted from this cache is never
-        recompiled while other streams wait.
+        recompiled while other streams wait. The scheduler never compiles.
         """
-        return self._template(spec, param)
-
-    def _template(self, spec: str, param: str) -> LLMatcher:
         with self._lock:
             cached = self._cache.get(spec)
             if cached is not None:

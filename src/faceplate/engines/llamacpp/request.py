@@ -11,7 +11,7 @@ from faceplate.engines.base import SamplingParams
 @dataclass(frozen=True)
 class TokenRequest:
     request_id: str
-    tokens: tuple[int, ...]  # the whole prompt, never empty
+    tokens: tuple[int, ...]  # the whole prompt, never empty (the scheduler refuses an empty one)
     params: SamplingParams
     n: int = 1
     grammar: Any = None  # an llguidance LLMatcher compiled by prepare; each sequence runs a copy

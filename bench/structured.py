@@ -103,9 +103,9 @@ async def loop(url: str, clients: int, seconds: float, constrained: bool) -> dic
 
 
 def compile_times() -> list[float]:
-    from faceplate.structured import constraints
     from faceplate.engines.llamacpp.grammar import GrammarCompiler
     from faceplate.engines.llamacpp.model import LlamaModel
+    from faceplate.structured import constraints
 
     model = LlamaModel(str(bundled_chat_model_path()))
     compiler = GrammarCompiler(model)

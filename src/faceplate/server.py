@@ -8,15 +8,15 @@ import logging
 
 import uvicorn
 
-from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
+from faceplate.access.limits import Limiter, MemoryLimiter, RedisLimiter
+from faceplate.access.usage import BatchingUsageSink
+from faceplate.app import create_app
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.services import Services
-from faceplate.access.limits import Limiter, MemoryLimiter, RedisLimiter
 from faceplate.store import CachedKeyLookup, Store
-from faceplate.access.usage import BatchingUsageSink
 
 log = logging.getLogger("faceplate.server")
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from faceplate.service.services import Services
-from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
+from faceplate.app import create_app
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
+from faceplate.service.services import Services
 
 API_KEY = "sk-api-test"
 

@@ -11,12 +11,12 @@ import httpx
 import numpy as np
 import pytest
 
-from faceplate.service.services import Services
 from faceplate.access.auth import Authenticator
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.fake_embedding import FakeEmbeddingEngine
 from faceplate.engines.registry import Registry
+from faceplate.service.services import Services
 from tests import spec
 from tests.api.conftest import API_KEY
 

@@ -11,15 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from faceplate.service.services import Services
+from faceplate.access.limits import MemoryLimiter
 from faceplate.app import create_app
 from faceplate.config import Settings
+from faceplate.engines.base import ChatRequest, Message
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
-from faceplate.access.limits import MemoryLimiter
-from faceplate.engines.base import ChatRequest, Message
 from faceplate.server import build_services, close_services
 from faceplate.service.generate import estimate_prompt_tokens
+from faceplate.service.services import Services
 from tests import spec
 from tests.api.sse import events
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import faceplate.server
+from faceplate.access.usage import UsageRecord
 from faceplate.cli import main
 from faceplate.store import Store
-from faceplate.access.usage import UsageRecord
 
 
 @pytest.fixture

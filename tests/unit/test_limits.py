@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from faceplate.access.auth import Principal
-from faceplate.errors import RateLimited, ServiceUnavailable
 from faceplate.access.limits import Lease, MemoryLimiter, RedisLimiter, format_duration
+from faceplate.errors import RateLimited, ServiceUnavailable
 from tests.serverproc import free_port
 from tests.services import running_redis
 

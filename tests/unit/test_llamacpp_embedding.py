@@ -19,12 +19,12 @@ import httpx
 import numpy as np
 import pytest
 
-from faceplate.service.services import Services
-from faceplate.app import create_app
 from faceplate.access.auth import Authenticator
+from faceplate.app import create_app
 from faceplate.config import Settings, bundled_embedding_model_path, load_settings
 from faceplate.engines.registry import Registry
 from faceplate.errors import InvalidRequest
+from faceplate.service.services import Services
 from tests import spec as openapi
 from tests.gguf_bert import write_bert_gguf
 

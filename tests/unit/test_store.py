@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import insert, inspect, select, text
 
 from faceplate.access.auth import hash_key
+from faceplate.access.usage import UsageRecord
 from faceplate.store import Store, normalize_url, parse_duration, parse_time
 from faceplate.store.db import open_engine
 from faceplate.store.keys import SECRET_PREFIX
 from faceplate.store.migrations import MIGRATIONS, SchemaTooNew, applied_versions, migrate
 from faceplate.store.schema import api_keys, schema_migrations
-from faceplate.access.usage import UsageRecord
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])

@@ -24,14 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.http.body import read_body
 from faceplate.errors import InvalidRequest, NotFound
+from faceplate.http.body import read_body
+from faceplate.http.sse import json_response
 from faceplate.protocol.common import parse_request
+from faceplate.service.services import Services
 from faceplate.store import Store
 from faceplate.store.keys import parse_duration, parse_time
 from faceplate.store.usage import GROUPS
-from faceplate.http.sse import json_response
-from faceplate.service.services import Services
 
 
 class CreateKey(BaseModel):

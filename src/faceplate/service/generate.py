@@ -10,7 +10,6 @@ template, tokenizer and grammar, in the bounded CPU pool), then queueing.
 
 from __future__ import annotations
 
-
 from faceplate.access.auth import Principal
 from faceplate.engines.base import ChatEngine, ChatRequest, Prepared
 from faceplate.errors import InvalidRequest
@@ -67,7 +66,12 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
         prepared = await engine.prepare_chat(request, services.cpu)
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
         translator = ChatTranslator(
-            id=rid, model=body.model, n=request.n, logprobs=bool(body.logprobs), include_usage=include_usage, tools_mode=tools_mode
+            id=rid,
+            model=body.model,
+            n=request.n,
+            logprobs=bool(body.logprobs),
+            include_usage=include_usage,
+            tools_mode=tools_mode,
         )
         return await _prepared_reply(
             meter, engine, [prepared], translator, n=request.n, explicit_max=explicit, include_usage=include_usage

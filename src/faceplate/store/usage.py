@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, case, func, insert, literal, select
 
+from faceplate.access.usage import UsageRecord
 from faceplate.store.db import read_transaction, write_transaction
 from faceplate.store.schema import api_keys, usage
-from faceplate.access.usage import UsageRecord
 
 GroupBy = Literal["key", "model", "day"]
 GROUPS: tuple[GroupBy, ...] = ("key", "model", "day")

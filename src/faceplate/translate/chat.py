@@ -49,7 +49,9 @@ class ChatTranslator:
             chunk["usage"] = None
         return chunk
 
-    def _one(self, index: int, delta: dict[str, Any], lp: dict[str, Any] | None = None, reason: str | None = None) -> dict[str, Any]:
+    def _one(
+        self, index: int, delta: dict[str, Any], lp: dict[str, Any] | None = None, reason: str | None = None
+    ) -> dict[str, Any]:
         return self._chunk([{"index": index, "delta": delta, "logprobs": lp, "finish_reason": reason}])
 
     def opening(self) -> list[dict[str, Any]]:

@@ -146,6 +146,4 @@ def completion_requests(body: WireCompletion, request_id: str) -> list[Completio
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
     params = sampling(body, max_tokens=16 if body.max_tokens is None else body.max_tokens, top_logprobs=body.logprobs)
     n, echo = body.n or 1, bool(body.echo)
-    return [
-        CompletionRequest(request_id, p if isinstance(p, str) else tuple(p), params, n=n, echo=echo) for p in body.prompts()
-    ]
+    return [CompletionRequest(request_id, p if isinstance(p, str) else tuple(p), params, n=n, echo=echo) for p in body.prompts()]

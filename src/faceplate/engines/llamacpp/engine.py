@@ -57,6 +57,9 @@ class LlamaCppEngine:
         }
         self.template = ChatTemplate(self.model.meta("tokenizer.chat_template"), special)
         self.prompts = PromptBuilder(self.model, self.template)
+        separator = self.model.tokenize("<|endoftext|>", add_special=False, parse_special=True)
+        # The token a document starts after: the GPT-style separator if the vocabulary has one.
+        self._document_start = separator[0] if len(separator) == 1 else max(self.model.bos, self.model.eos)
 
     # -- prepare: CPU work, in the caller's pool
 
@@ -73,7 +76,13 @@ class LlamaCppEngine:
         max_new = self._check_fit(request.sampling, len(tokens), param="messages")
         grammar = self.grammars.compile(p.constraint.spec, p.constraint.param) if p.constraint else None
         return TokenRequest(
-            request.request_id, tuple(tokens), request.sampling, request.n, grammar, tool_calls=p.tool_calls, max_new_tokens=max_new
+            request.request_id,
+            tuple(tokens),
+            request.sampling,
+            request.n,
+            grammar,
+            tool_calls=p.tool_calls,
+            max_new_tokens=max_new,
         )
 
     def _prepare_completion(self, request: CompletionRequest) -> TokenRequest:
@@ -87,9 +96,11 @@ class LlamaCppEngine:
             tokens = list(request.prompt)
         echo = self.detokenize(tokens) if request.echo else ""
         if not tokens:  # no prompt: generate as from the start of a new document, as OpenAI does
-            tokens = [self.model.bos if self.model.bos >= 0 else self.model.eos]
+            tokens = [self._document_start]
         max_new = self._check_fit(request.sampling, len(tokens), param="prompt")
-        return TokenRequest(request.request_id, tuple(tokens), request.sampling, request.n, echo_text=echo, max_new_tokens=max_new)
+        return TokenRequest(
+            request.request_id, tuple(tokens), request.sampling, request.n, echo_text=echo, max_new_tokens=max_new
+        )
 
     def _check_n(self, n: int) -> None:
         if n > self.n_parallel:

@@ -74,4 +74,3 @@ class PromptBuilder:
             else:  # a caller's string: its special-looking text stays text
                 out += self._model.tokenize(saved[int(part)], add_special=False, parse_special=False)
         return out
-

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow binding a non-loopback address with no API key configured",
     )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="with no API key, also answer requests whose Host is NAME (loopback names always; * for any); repeatable "
+        "(FACEPLATE_ALLOWED_HOSTS)",
+    )
     serve.add_argument("--threads", type=int, help="CPU threads per model (default: all cores; FACEPLATE_THREADS)")
     serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
@@ -80,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         "admin_key": args.admin_key,
         "redis_url": args.redis_url,
         "allow_insecure": args.allow_insecure,
+        "allowed_hosts": args.allowed_host or [],
         "threads": args.threads,
         "n_parallel": args.n_parallel,
         "max_queue": args.max_queue,

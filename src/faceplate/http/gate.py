@@ -70,7 +70,8 @@ class AuthGate:
         if self.auth.enabled or "*" in self._hosts:
             return
         host = _host_name(request.headers.get("host", ""))
-        if not (_is_loopback(host) or host in self._hosts):
+        # No Host at all is an HTTP/1.0 client on this machine: browsers always send one.
+        if host and not (_is_loopback(host) or host in self._hosts):
             raise PermissionDenied(
                 f"Host {host!r} is not allowed: this server has no API key, so it only answers requests addressed "
                 "to this machine. Set an API key, or add the name to allowed_hosts.",

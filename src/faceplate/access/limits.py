@@ -105,6 +105,12 @@ def _headers(principal: Principal, req_level: float | None, tok_level: float | N
     return out
 
 
+def check_size(principal: Principal, tokens: int, window_s: float) -> None:
+    """A request that by itself asks for more than the key's whole TPM can never pass: 429, not worth retrying."""
+    if principal.tpm and tokens > principal.tpm:
+        raise too_large(principal, tokens, window_s)
+
+
 def too_large(principal: Principal, tokens: int, window_s: float) -> RateLimited:
     err = RateLimited(
         f"Request too large for key {principal.name} on tokens per min (TPM): Limit {principal.tpm}, Requested {tokens}. "
@@ -180,8 +186,7 @@ class MemoryLimiter:
     async def admit(self, principal: Principal, tokens: int) -> Lease:
         if not _is_limited(principal):
             return Lease()
-        if principal.tpm and tokens > principal.tpm:
-            raise too_large(principal, tokens, self.window_s)
+        check_size(principal, tokens, self.window_s)
         # Everything below runs without an await: atomic on the event loop.
         now = self._clock()
         key = _bucket_key(principal)
@@ -343,8 +348,7 @@ class RedisLimiter:
     async def admit(self, principal: Principal, tokens: int) -> Lease:
         if not _is_limited(principal):
             return Lease()
-        if principal.tpm and tokens > principal.tpm:
-            raise too_large(principal, tokens, self.window_s)
+        check_size(principal, tokens, self.window_s)
         if time.monotonic() < self._down_until:
             raise self._unavailable(None)  # fail fast while Redis is known to be down
         window_ms = max(1, int(self.window_s * 1000))

@@ -108,39 +108,8 @@ class Reply:
     def headers(self) -> dict[str, str]:
         return self.meter.headers
 
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """The wire stream: opening chunks, one or more per event, the usage chunk when asked."""
-        error: BaseException | None = None
-        try:
-            for chunk in self.translator.opening():
-                yield chunk
-            async for ev in self._events:
-                self.choices.add(ev)
-                for chunk in self.translator.events(ev):
-                    yield chunk
-            if self.include_usage:
-                yield self.translator.usage_chunk(self.prompt_tokens, self.choices)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            await self._finish(error)
-
-    async def collect(self) -> dict[str, Any]:
-        """The non-streamed object: exactly the stream's events, collected."""
-        error: BaseException | None = None
-        try:
-            async for ev in self._events:
-                self.choices.add(ev)
-            return self.translator.build(self.choices, self.prompt_tokens)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            await self._finish(error)
-
     async def events(self) -> AsyncIterator[GenerationEvent]:
-        """The engine events themselves, metered (for callers with their own wire format)."""
+        """The engine events, metered: usage is recorded when this ends, however it ends."""
         error: BaseException | None = None
         try:
             async for ev in self._events:
@@ -151,6 +120,30 @@ class Reply:
             raise
         finally:
             await self._finish(error)
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The wire stream: opening chunks, one or more per event, the usage chunk when asked."""
+        for chunk in self.translator.opening():
+            yield chunk
+        events = self.events()
+        try:
+            async for ev in events:
+                for chunk in self.translator.events(ev):
+                    yield chunk
+        finally:
+            await events.aclose()  # at once, not whenever the garbage collector gets to it
+        if self.include_usage:
+            yield self.translator.usage_chunk(self.prompt_tokens, self.choices)
+
+    async def collect(self) -> dict[str, Any]:
+        """The non-streamed object: exactly the stream's events, collected."""
+        events = self.events()
+        try:
+            async for _ in events:
+                pass
+        finally:
+            await events.aclose()
+        return self.translator.build(self.choices, self.prompt_tokens)
 
     async def aclose(self, error: BaseException | None = None) -> None:
         """Release everything now (idempotent). Without an error, a reply closed unfinished counts as 499."""

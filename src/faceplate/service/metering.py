@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from faceplate.access.auth import Principal
-from faceplate.access.limits import Lease, Limiter, too_large
+from faceplate.access.limits import Lease, Limiter, check_size
 from faceplate.access.usage import UsageRecord, UsageSink
 from faceplate.errors import FaceplateError
 
@@ -54,10 +54,8 @@ class Meter:
             raise
 
     def check_size(self, tokens: int) -> None:
-        """A request that by itself asks for more than the key's whole TPM can never pass."""
-        tpm = self.principal.tpm
-        if tpm and tokens > tpm:
-            raise too_large(self.principal, tokens, self.window_s)
+        """With the real prompt counted: a request asking for more than the key's whole TPM can never pass."""
+        check_size(self.principal, tokens, self.window_s)
 
     async def finish(self, status: int, prompt_tokens: int, completion_tokens: int) -> None:
         if self.done:

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with no API key, also answer requests whose Host is NAME (loopback names always; * for any); repeatable "
         "(FACEPLATE_ALLOWED_HOSTS)",
     )
+    serve.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="batch-invariant decoding: seeded output is the same alone or batched (slower; FACEPLATE_DETERMINISTIC)",
+    )
     serve.add_argument("--threads", type=int, help="CPU threads per model (default: all cores; FACEPLATE_THREADS)")
     serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
@@ -88,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         "redis_url": args.redis_url,
         "allow_insecure": args.allow_insecure,
         "allowed_hosts": args.allowed_host or [],
+        "deterministic": args.deterministic,
         "threads": args.threads,
         "n_parallel": args.n_parallel,
         "max_queue": args.max_queue,

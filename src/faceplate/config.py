@@ -159,6 +159,10 @@ class Settings(BaseModel):
     )
     cpu_workers: int = Field(2, ge=1, le=64, description="threads for request CPU work (templates, tokenizing, grammars)")
     cpu_queue: int = Field(64, ge=0, description="requests that may wait for a CPU worker before 503")
+    deterministic: bool = Field(
+        False,
+        description="batch-invariant decoding: a seeded request gives the same output alone or batched, at a speed cost",
+    )
     token_reservation: int = Field(
         512, ge=1, description="completion tokens reserved against a key's TPM when a request sets no max_tokens"
     )

@@ -163,12 +163,22 @@ def hang_up_at_once(server: ServerProcess, body: dict[str, Any]) -> None:
         s.sendall(head + data)
 
 
+LONG = {
+    "type": "object",
+    "properties": {"essay": {"type": "string", "minLength": 2500, "maxLength": 2500}},
+    "required": ["essay"],
+}
+
+
 @pytest.mark.parametrize("stream", [True, False])
 def test_a_client_gone_before_the_first_byte_frees_its_sequence(server: ServerProcess, stream: bool) -> None:
     wait_idle(server)
     before = engine_stats(server)["cancelled"]
-    hang_up_at_once(server, chat(max_tokens=3000, logit_bias=EOG_BIAS, stream=stream))  # a minute of decoding if not cancelled
-    stats = wait_idle(server, timeout=15)
+    # A grammar to prepare gives the server time to see the hang-up before the response starts;
+    # the schema forces a long answer: well over ten seconds of decoding if nobody cancels it.
+    fmt = {"type": "json_schema", "json_schema": {"name": "long", "schema": LONG}}
+    hang_up_at_once(server, chat("Write an essay as JSON.", max_tokens=3000, response_format=fmt, stream=stream))
+    stats = wait_idle(server, timeout=10)
     assert stats["running_sequences"] == 0 and stats["queued_requests"] == 0, stats
     assert stats["cancelled"] == before + 1
     assert_healthy(server)

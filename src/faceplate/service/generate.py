@@ -46,7 +46,7 @@ async def _prepared_reply(
     explicit_max: int | None,
     include_usage: bool,
 ) -> Reply:
-    """Size check against the key's TPM with the real prompt, then queue; on any failure, settle the meter."""
+    """Size check against the key's TPM with the real prompt, then queue (the callers settle the meter on failure)."""
     prompt_tokens = sum(p.prompt_tokens for p in prepared)
     if explicit_max is not None:
         meter.check_size(prompt_tokens + n * len(prepared) * explicit_max)

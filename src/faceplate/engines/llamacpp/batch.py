@@ -1,4 +1,15 @@
-"""One step's ``llama_batch``: a token for every decoding sequence, then bounded prompt chunks."""
+"""One step's ``llama_batch``: a token for every decoding sequence, then bounded prompt chunks.
+
+Batch invariance (``deterministic``). llama.cpp's CPU flash attention picks its kernel by the
+shape of the sub-batch a token lands in (bench/determinism.py measures it): a sequence with
+64 or more tokens in one sub-batch takes a tiled kernel, fewer take a row kernel, and the
+two round differently; a lone decode token past 256 KV cells takes a split-KV kernel when it
+runs on more than one thread. So by default a token's logits depend on how its prompt was
+chunked and on its neighbours. In deterministic mode every prompt goes in chunks under 64
+tokens and a step that holds a lone token that far runs it on one thread: every row then
+takes the row kernel, and a seeded request gives the same tokens alone or batched, from a
+cached prefix or not, at a cost (bench/README.md).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +17,17 @@ import llama_cpp as L
 
 from faceplate.engines.llamacpp.slot import Slot
 
+FA_TILE_Q = 64  # from this many tokens of one sequence in a sub-batch, flash attention runs tiled
+SPLIT_KV_POS = 256  # from this position, a lone token's attention is split across threads
+
 
 class Batch:
-    def __init__(self, n_batch: int, prefill_chunk: int) -> None:
+    def __init__(self, n_batch: int, prefill_chunk: int, *, deterministic: bool = False) -> None:
         self.n_batch = n_batch
-        self.prefill_chunk = min(prefill_chunk, n_batch)
+        self.deterministic = deterministic
+        self.prefill_chunk = min(FA_TILE_Q - 1 if deterministic else prefill_chunk, n_batch)
         self.batch = L.llama_batch_init(n_batch, 0, 1)
+        self.max_pos = 0  # the highest position in the last fill
 
     def fill(self, slots: list[Slot]) -> bool:
         """Lay out this step's tokens (setting each sampling slot's ``batch_index``); False if none."""
@@ -24,8 +40,9 @@ class Batch:
             s.next_token, s.batch_index = None, n
             n += 1
         budget -= n
-        # While others are streaming, a prompt goes in chunks so their next token is not held up.
-        chunk_cap = self.prefill_chunk if decoding else budget
+        # While others are streaming, a prompt goes in chunks so their next token is not held up
+        # (always, in deterministic mode: see the module's docstring).
+        chunk_cap = self.prefill_chunk if decoding or self.deterministic else budget
         for s in slots:
             if s.job is None or not s.pending or budget <= 0:
                 continue
@@ -41,7 +58,12 @@ class Batch:
             budget -= len(take)
             chunk_cap = min(chunk_cap, budget)
         self.batch.n_tokens = n
+        self.max_pos = max((self.batch.pos[i] for i in range(n)), default=0)
         return n > 0
+
+    def threads_for_lone_tokens(self, n_threads: int) -> int:
+        """The thread count for this step's one-token sub-batches (llama.cpp's ``n_threads``)."""
+        return 1 if self.deterministic and self.max_pos >= SPLIT_KV_POS else n_threads
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         b = self.batch

@@ -49,7 +49,13 @@ class LlamaCppEngine:
         max_queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
         self.max_jobs = 4 * self.n_parallel if max_queue is None else max_queue
         self.scheduler = Scheduler(
-            self.model, self.ctx, n_parallel=self.n_parallel, n_ctx_per_seq=self.n_ctx, n_batch=n_batch, max_queue=self.max_jobs
+            self.model,
+            self.ctx,
+            n_parallel=self.n_parallel,
+            n_ctx_per_seq=self.n_ctx,
+            n_batch=n_batch,
+            max_queue=self.max_jobs,
+            deterministic=settings.deterministic,
         )
         special = {
             "bos_token": self.model.special_piece(self.model.bos) if self.model.bos >= 0 else "",

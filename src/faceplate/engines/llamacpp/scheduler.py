@@ -61,6 +61,7 @@ class Scheduler:
         n_batch: int,
         max_queue: int,
         prefill_chunk: int = 128,
+        deterministic: bool = False,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -70,7 +71,9 @@ class Scheduler:
         self.n_batch = n_batch
         self.max_queue = max_queue
         self.slots = [Slot(seq=i) for i in range(n_parallel)]
-        self.batch = Batch(n_batch, prefill_chunk)
+        self.batch = Batch(n_batch, prefill_chunk, deterministic=deterministic)
+        self._threads = (int(L.llama_n_threads(ctx)), int(L.llama_n_threads_batch(ctx)))
+        self._lone_threads = self._threads[0]
         self.counters = Counters()
         self._cond = threading.Condition()
         self._inbox: deque[Job] = deque()
@@ -180,6 +183,7 @@ class Scheduler:
         try:
             self._admit(outbox)
             if self.batch.fill(self.slots):
+                self._set_threads(self.batch.threads_for_lone_tokens(self._threads[0]))
                 rc = L.llama_decode(self.ctx, self.batch.batch)
                 self.counters.steps += 1
                 if rc != 0:  # the whole batch: no sequence in it can be trusted to hold its state
@@ -191,6 +195,11 @@ class Scheduler:
             for job, events in outbox.items():
                 if events and not job.failed:
                     job.post(events)
+
+    def _set_threads(self, lone: int) -> None:
+        if lone != self._lone_threads:
+            L.llama_set_n_threads(self.ctx, lone, self._threads[1])
+            self._lone_threads = lone
 
     def _drop_cancelled(self) -> None:
         kept: deque[Job] = deque()

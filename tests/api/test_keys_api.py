@@ -14,11 +14,9 @@ import pytest
 from faceplate.access.limits import MemoryLimiter
 from faceplate.app import create_app
 from faceplate.config import Settings
-from faceplate.engines.base import ChatRequest, Message
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
 from faceplate.server import build_services, close_services
-from faceplate.service.generate import estimate_prompt_tokens
 from faceplate.service.services import Services
 from tests import spec
 from tests.api.sse import events
@@ -26,7 +24,6 @@ from tests.api.sse import events
 ADMIN = "admin-test-key"
 RATE_HEADERS = [f"x-ratelimit-{what}-{kind}" for kind in ("requests", "tokens") for what in ("limit", "remaining", "reset")]
 USER = [{"role": "user", "content": "hello"}]
-ESTIMATE = estimate_prompt_tokens(ChatRequest("x", (Message("user", "hello"),)))
 
 
 class Clock:
@@ -96,8 +93,8 @@ async def test_rate_limit_headers_on_json_and_streamed_responses(svc: Services, 
     assert r.headers["x-ratelimit-limit-requests"] == "10"
     assert r.headers["x-ratelimit-remaining-requests"] == "9"
     assert r.headers["x-ratelimit-reset-requests"] == "6s"
-    # Admission reserves a cheap estimate of the prompt (before any tokenizer runs) plus max_tokens.
-    assert r.headers["x-ratelimit-remaining-tokens"] == str(10_000 - ESTIMATE - 5)
+    prompt = r.json()["usage"]["prompt_tokens"]
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(10_000 - prompt - 5)
 
     r = await client.post("/v1/chat/completions", json=chat(max_tokens=5, stream=True), headers=auth)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -131,14 +128,14 @@ async def test_tokens_limit_429_and_settlement(svc: Services, client: httpx.Asyn
     assert r.status_code == 200
     usage = r.json()["usage"]
     assert usage["completion_tokens"] < 300  # the fake stops early: the unused reservation goes back
-    used = usage["total_tokens"]
-    assert r.headers["x-ratelimit-remaining-tokens"] == str(400 - ESTIMATE - 300)
+    used, prompt = usage["total_tokens"], usage["prompt_tokens"]
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(400 - prompt - 300)
 
     r = await client.post("/v1/chat/completions", json=chat(max_tokens=400), headers=auth)
     assert_error(r, 429, "rate_limit_exceeded", "tokens")
     assert r.headers["x-should-retry"] == "false"  # larger than the whole limit: retrying cannot help
 
-    room = 400 - used - ESTIMATE  # the bucket was settled to what the first request really used
+    room = 400 - used - prompt
     r = await client.post("/v1/chat/completions", json=chat(max_tokens=room + 1), headers=auth)
     assert_error(r, 429, "rate_limit_exceeded", "tokens")
     assert r.headers["retry-after-ms"] == "150"  # one token short at 400 tokens / 60 s

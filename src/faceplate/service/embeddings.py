@@ -37,11 +37,13 @@ async def embed(services: Services, principal: Principal, body: EmbeddingRequest
     check_dimensions(body.dimensions, engine.dimensions, engine.supports_dimensions)
     meter = services.meter(principal, "/v1/embeddings", body.model)
     inputs: list[Input] = list(body.inputs)
-    await meter.admit(sum(len(x) for x in inputs) // 4 + len(inputs))  # cheap: before any tokenizer runs
+    await meter.admit(sum(len(x) for x in inputs) // 4 + len(inputs), 0, explicit=True)  # before any tokenizer runs
     prompt_tokens = 0
     error: BaseException | None = None
     try:
-        prompt_tokens = sum(await count_tokens(services, engine, inputs))
+        counted = sum(await count_tokens(services, engine, inputs))
+        await meter.reserve(counted, 0, explicit=True)
+        prompt_tokens = counted
         result = await engine.embed(inputs)
         vectors = shorten(result.vectors, body.dimensions)
         args = (body.model, vectors, prompt_tokens, body.encoding_format)

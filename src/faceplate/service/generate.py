@@ -32,8 +32,8 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
     return chars // 4 + 4 * len(request.messages)
 
 
-def _completion_reserve(services: Services, max_tokens: int | None, n: int) -> int:
-    return n * (max_tokens if max_tokens is not None else services.settings.token_reservation)
+def _completion_budget(services: Services, max_tokens: int | None, choices: int) -> int:
+    return choices * (max_tokens if max_tokens is not None else services.settings.token_reservation)
 
 
 async def _prepared_reply(
@@ -43,13 +43,13 @@ async def _prepared_reply(
     translator: Translator,
     *,
     n: int,
-    explicit_max: int | None,
+    completion: int,
+    explicit: bool,
     include_usage: bool,
 ) -> Reply:
-    """Size check against the key's TPM with the real prompt, then queue (the callers settle the meter on failure)."""
+    """Reserve with the real prompt, then queue (the callers settle the meter on failure)."""
     prompt_tokens = sum(p.prompt_tokens for p in prepared)
-    if explicit_max is not None:
-        meter.check_size(prompt_tokens + n * len(prepared) * explicit_max)
+    await meter.reserve(prompt_tokens, completion, explicit=explicit)
     streams = await open_streams(engine, prepared)
     return Reply(meter, streams, translator, n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
 
@@ -61,7 +61,8 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
     request, tools_mode = chat_request(body, rid)
     meter = services.meter(principal, "/v1/chat/completions", body.model)
     explicit = request.sampling.max_tokens
-    await meter.admit(estimate_prompt_tokens(request) + _completion_reserve(services, explicit, request.n))
+    completion = _completion_budget(services, explicit, request.n)
+    await meter.admit(estimate_prompt_tokens(request), completion, explicit=explicit is not None)
     try:
         prepared = await engine.prepare_chat(request, services.cpu)
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
@@ -74,7 +75,14 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
             tools_mode=tools_mode,
         )
         return await _prepared_reply(
-            meter, engine, [prepared], translator, n=request.n, explicit_max=explicit, include_usage=include_usage
+            meter,
+            engine,
+            [prepared],
+            translator,
+            n=request.n,
+            completion=completion,
+            explicit=explicit is not None,
+            include_usage=include_usage,
         )
     except BaseException as exc:
         await meter.finish(status_of(exc), 0, 0)
@@ -96,8 +104,8 @@ async def completion(services: Services, principal: Principal, body: CompletionR
         )
     meter = services.meter(principal, "/v1/completions", body.model)
     explicit = requests[0].sampling.max_tokens
-    estimate = sum(len(r.prompt) // 4 + 1 for r in requests) + len(requests) * _completion_reserve(services, explicit, n)
-    await meter.admit(estimate)
+    completion = _completion_budget(services, explicit, n * len(requests))
+    await meter.admit(sum(len(r.prompt) // 4 + 1 for r in requests), completion, explicit=explicit is not None)
     try:
         prepared = [await engine.prepare_completion(r, services.cpu) for r in requests]
         include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
@@ -108,7 +116,16 @@ async def completion(services: Services, principal: Principal, body: CompletionR
             include_usage=include_usage,
             echo_texts=[p.echo_text for p in prepared for _ in range(n)],
         )
-        return await _prepared_reply(meter, engine, prepared, translator, n=n, explicit_max=explicit, include_usage=include_usage)
+        return await _prepared_reply(
+            meter,
+            engine,
+            prepared,
+            translator,
+            n=n,
+            completion=completion,
+            explicit=explicit is not None,
+            include_usage=include_usage,
+        )
     except BaseException as exc:
         await meter.finish(status_of(exc), 0, 0)
         raise

@@ -1,18 +1,25 @@
 """Metering one API call: limits admitted before the work, usage recorded exactly once after it.
 
-``Meter.admit`` reserves one request and an *estimate* of tokens (cheap, before any
-template or tokenizer runs, so the requests-per-minute check costs nothing);
-``Meter.finish`` settles the lease to the real count and records usage, once, whatever
+Two steps, so a key over its requests-per-minute costs nothing:
+- ``admit`` takes one request and an *estimate* of the tokens (about four characters a
+  token), before any template or tokenizer runs;
+- ``reserve``, once the engine has counted the prompt, tops the reservation up to the real
+  prompt plus the completion budget (or 429s), so bursts are held to the key's TPM exactly.
+``finish`` settles the lease to what was really used and records usage, once, whatever
 ended the call: success, an error, the client leaving (499) or a bug (500).
+
+A request without ``max_tokens`` reserves ``completion`` (the server's bounded default)
+but never more than the key's TPM leaves beside its prompt: it is "too large" (429, not
+worth retrying) only when what it asks for by itself exceeds the whole TPM.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from faceplate.access.auth import Principal
-from faceplate.access.limits import Lease, Limiter, check_size
+from faceplate.access.limits import BucketLease, Lease, Limiter, check_size
 from faceplate.access.usage import UsageRecord, UsageSink
 from faceplate.errors import FaceplateError
 
@@ -46,16 +53,40 @@ class Meter:
     def headers(self) -> dict[str, str]:
         return self.lease.headers
 
-    async def admit(self, estimated_tokens: int) -> None:
+    reserved: int = 0
+
+    def _total(self, prompt: int, completion: int, explicit: bool) -> int:
+        tpm = self.principal.tpm
+        if tpm and not explicit:
+            completion = min(completion, max(0, tpm - prompt))
+        return prompt + completion
+
+    def _check_size(self, prompt: int, completion: int, explicit: bool) -> None:
+        check_size(self.principal, prompt + (completion if explicit else 0), self.window_s)
+
+    async def admit(self, prompt_estimate: int, completion: int, *, explicit: bool) -> None:
+        """Before the work: one request and an estimate of its tokens."""
+        total = self._total(prompt_estimate, completion, explicit)
         try:
-            self.lease = await self.limiter.admit(self.principal, estimated_tokens)
+            self._check_size(prompt_estimate, completion, explicit)
+            self.lease = await self.limiter.admit(self.principal, total)
         except FaceplateError as exc:  # 429 (or 503: limiter down) is recorded too, with no tokens
             await self.finish(exc.status, 0, 0)
             raise
+        self.reserved = total
 
-    def check_size(self, tokens: int) -> None:
-        """With the real prompt counted: a request asking for more than the key's whole TPM can never pass."""
-        check_size(self.principal, tokens, self.window_s)
+    async def reserve(self, prompt_tokens: int, completion: int, *, explicit: bool) -> None:
+        """With the prompt counted: the size check, then the rest of the reservation (the caller settles on failure)."""
+        self._check_size(prompt_tokens, completion, explicit)
+        total = self._total(prompt_tokens, completion, explicit)
+        extra = total - self.reserved
+        lease = self.lease
+        if extra <= 0 or not isinstance(lease, BucketLease) or lease.give_back is None:
+            return
+        more = await self.limiter.admit(replace(self.principal, rpm=None), extra)  # the token bucket alone
+        lease.reserved += extra
+        self.reserved = total
+        lease.headers.update({k: v for k, v in more.headers.items() if k.endswith("-tokens")})
 
     async def finish(self, status: int, prompt_tokens: int, completion_tokens: int) -> None:
         if self.done:

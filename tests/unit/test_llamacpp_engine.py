@@ -74,3 +74,24 @@ async def test_an_empty_completion_prompt_starts_a_document(running: LlamaCppEng
         assert prepared.tokens == (running.model.tokenize("<|endoftext|>", add_special=False, parse_special=True)[0],)
         events = [ev async for ev in running.generate(prepared)]
         assert events[-1].completion_tokens >= 1  # type: ignore[union-attr]
+
+
+async def test_the_service_layer_runs_the_real_model_with_no_http(running: LlamaCppEngine) -> None:
+    """The path a batch worker takes: parsed wire request in, OpenAI object out, usage recorded once."""
+    from faceplate.access.auth import ANONYMOUS, Authenticator
+    from faceplate.engines.registry import Registry
+    from faceplate.protocol.chat import ChatCompletionRequest
+    from faceplate.service import generate
+    from faceplate.service.services import Services
+    from tests import spec
+
+    records: list[object] = []
+    usage = type("Sink", (), {"record": lambda self, rec: records.append(rec)})()
+    services = Services(Settings(), Registry([running]), Authenticator([]), usage=usage, cpu=InlineCpu())
+    body = ChatCompletionRequest.model_validate(
+        {"model": "smol", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8, "seed": 3, "n": 2}
+    )
+    obj = await (await generate.chat(services, ANONYMOUS, body)).collect()
+    spec.validate_chat_completion(obj, profile="strict")
+    assert len(obj["choices"]) == 2 and obj["usage"]["completion_tokens"] > 0
+    assert [(r.status, r.completion_tokens) for r in records] == [(200, obj["usage"]["completion_tokens"])]  # type: ignore[attr-defined]

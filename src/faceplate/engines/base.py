@@ -179,6 +179,7 @@ class CpuPool(Protocol):
 class ChatEngine(Protocol):
     model_id: str
     kind: Literal["chat"]
+    max_jobs: int  # most requests it can hold queued at once: a request needing more is a 400, not a 503
 
     async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> Prepared:
         """Validate and ready a chat request (400 on bad input); knows its prompt token count."""

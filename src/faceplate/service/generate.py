@@ -10,6 +10,8 @@ template, tokenizer and grammar, in the bounded CPU pool), then queueing.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from faceplate.access.auth import Principal
 from faceplate.engines.base import ChatEngine, ChatRequest, Prepared
 from faceplate.errors import InvalidRequest
@@ -36,22 +38,31 @@ def _completion_budget(services: Services, max_tokens: int | None, choices: int)
     return choices * (max_tokens if max_tokens is not None else services.settings.token_reservation)
 
 
-async def _prepared_reply(
+async def _metered_reply(
     meter: Meter,
     engine: ChatEngine,
-    prepared: list[Prepared],
-    translator: Translator,
+    prepare: Callable[[], Awaitable[list[Prepared]]],
+    translator: Callable[[list[Prepared]], Translator],
     *,
     n: int,
     completion: int,
     explicit: bool,
     include_usage: bool,
 ) -> Reply:
-    """Reserve with the real prompt, then queue (the callers settle the meter on failure)."""
-    prompt_tokens = sum(p.prompt_tokens for p in prepared)
-    await meter.reserve(prompt_tokens, completion, explicit=explicit)
-    streams = await open_streams(engine, prepared)
-    return Reply(meter, streams, translator, n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
+    """Prepare (in the CPU pool), reserve with the real prompt, queue; any failure settles the meter."""
+    try:
+        prepared = await prepare()
+        prompt_tokens = sum(p.prompt_tokens for p in prepared)
+        await meter.reserve(prompt_tokens, completion, explicit=explicit)
+        streams = await open_streams(engine, prepared)
+        return Reply(meter, streams, translator(prepared), n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
+    except BaseException as exc:
+        await meter.finish(status_of(exc), 0, 0)
+        raise
+
+
+def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    return bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
 
 async def chat(services: Services, principal: Principal, body: ChatCompletionRequest) -> Reply:
@@ -60,33 +71,28 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
     rid = new_id("chatcmpl")
     request, tools_mode = chat_request(body, rid)
     meter = services.meter(principal, "/v1/chat/completions", body.model)
-    explicit = request.sampling.max_tokens
-    completion = _completion_budget(services, explicit, request.n)
-    await meter.admit(estimate_prompt_tokens(request), completion, explicit=explicit is not None)
-    try:
-        prepared = await engine.prepare_chat(request, services.cpu)
-        include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        translator = ChatTranslator(
-            id=rid,
-            model=body.model,
-            n=request.n,
-            logprobs=bool(body.logprobs),
-            include_usage=include_usage,
-            tools_mode=tools_mode,
+    explicit = request.sampling.max_tokens is not None
+    completion = _completion_budget(services, request.sampling.max_tokens, request.n)
+    await meter.admit(estimate_prompt_tokens(request), completion, explicit=explicit)
+
+    async def prepare() -> list[Prepared]:
+        return [await engine.prepare_chat(request, services.cpu)]
+
+    def translator(prepared: list[Prepared]) -> Translator:
+        return ChatTranslator(
+            rid, body.model, request.n, bool(body.logprobs), include_usage=_include_usage(body), tools_mode=tools_mode
         )
-        return await _prepared_reply(
-            meter,
-            engine,
-            [prepared],
-            translator,
-            n=request.n,
-            completion=completion,
-            explicit=explicit is not None,
-            include_usage=include_usage,
-        )
-    except BaseException as exc:
-        await meter.finish(status_of(exc), 0, 0)
-        raise
+
+    return await _metered_reply(
+        meter,
+        engine,
+        prepare,
+        translator,
+        n=request.n,
+        completion=completion,
+        explicit=explicit,
+        include_usage=_include_usage(body),
+    )
 
 
 async def completion(services: Services, principal: Principal, body: CompletionRequest) -> Reply:
@@ -103,29 +109,17 @@ async def completion(services: Services, principal: Principal, body: CompletionR
             param="prompt",
         )
     meter = services.meter(principal, "/v1/completions", body.model)
-    explicit = requests[0].sampling.max_tokens
-    completion = _completion_budget(services, explicit, n * len(requests))
-    await meter.admit(sum(len(r.prompt) // 4 + 1 for r in requests), completion, explicit=explicit is not None)
-    try:
-        prepared = [await engine.prepare_completion(r, services.cpu) for r in requests]
-        include_usage = bool(body.stream and body.stream_options and body.stream_options.include_usage)
-        translator = CompletionTranslator(
-            id=rid,
-            model=body.model,
-            logprobs=body.logprobs is not None,
-            include_usage=include_usage,
-            echo_texts=[p.echo_text for p in prepared for _ in range(n)],
-        )
-        return await _prepared_reply(
-            meter,
-            engine,
-            prepared,
-            translator,
-            n=n,
-            completion=completion,
-            explicit=explicit is not None,
-            include_usage=include_usage,
-        )
-    except BaseException as exc:
-        await meter.finish(status_of(exc), 0, 0)
-        raise
+    explicit = body.max_tokens is not None
+    completion = _completion_budget(services, requests[0].sampling.max_tokens, n * len(requests))
+    await meter.admit(sum(len(r.prompt) // 4 + 1 for r in requests), completion, explicit=explicit)
+
+    async def prepare() -> list[Prepared]:
+        return [await engine.prepare_completion(r, services.cpu) for r in requests]
+
+    def translator(prepared: list[Prepared]) -> Translator:
+        echo = [p.echo_text for p in prepared for _ in range(n)]
+        return CompletionTranslator(rid, body.model, body.logprobs is not None, _include_usage(body), echo)
+
+    return await _metered_reply(
+        meter, engine, prepare, translator, n=n, completion=completion, explicit=explicit, include_usage=_include_usage(body)
+    )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faceplate import __version__, cli_keys
-from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, scrub, url_secrets
+from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, parse_aliases, scrub, url_secrets
 
 log = logging.getLogger("faceplate")
 
@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the bundled smollm2-135m-instruct and all-minilm-l6-v2; FACEPLATE_MODELS, comma-separated)",
     )
     serve.add_argument(
+        "--alias",
+        action="append",
+        metavar="ALIAS=MODEL",
+        help="another name for a served model, e.g. gpt-4o-mini=smollm2-135m-instruct; repeatable (FACEPLATE_ALIASES)",
+    )
+    serve.add_argument(
         "--api-key", action="append", metavar="KEY", help="accept this Bearer key; repeatable (FACEPLATE_API_KEYS)"
     )
     serve.add_argument("--admin-key", help="key for the /admin API (FACEPLATE_ADMIN_KEY)")
@@ -90,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "models": [ModelSpec.parse_cli(m).model_dump(exclude_none=True) for m in args.model or []],
         "api_keys": args.api_key or [],
+        "aliases": parse_aliases(args.alias or []),
         "admin_key": args.admin_key,
         "redis_url": args.redis_url,
         "allow_insecure": args.allow_insecure,

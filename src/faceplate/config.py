@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CHAT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
@@ -134,6 +135,9 @@ class Settings(BaseModel):
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to bind (0 picks a free one)")
     models: list[ModelSpec] = Field(default_factory=list, description="served models; empty means the bundled ones")
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="other names for served models, alias -> model id (gpt-4o-mini = smollm2-135m-instruct)"
+    )
     api_keys: list[str] = Field(default_factory=list, repr=False, description="static API keys accepted as Bearer tokens")
     allow_insecure: bool = Field(False, description="allow binding a non-loopback address with no API key")
     threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, description="default CPU threads per model")
@@ -174,6 +178,16 @@ class Settings(BaseModel):
             raise ValueError("API keys must not be blank")
         return keys
 
+    @model_validator(mode="after")
+    def _aliases_name_models(self) -> Settings:
+        ids = {m.id for m in self.effective_models()}
+        for alias, target in self.aliases.items():
+            if alias in ids:
+                raise ValueError(f"the alias {alias!r} is already a model id")
+            if target not in ids:
+                raise ValueError(f"the alias {alias!r} names {target!r}, which is not a served model ({', '.join(sorted(ids))})")
+        return self
+
     def effective_models(self) -> list[ModelSpec]:
         """The configured models, or the bundled chat and embedding models."""
         if self.models:
@@ -200,6 +214,17 @@ class ConfigError(Exception):
     """Bad settings: printed by the CLI, never an HTTP error."""
 
 
+def parse_aliases(items: Iterable[str]) -> dict[str, str]:
+    """``ALIAS=MODEL`` pairs (from flags or FACEPLATE_ALIASES) as a mapping."""
+    out: dict[str, str] = {}
+    for item in items:
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise ConfigError(f"an alias is ALIAS=MODEL, not {item!r}")
+        out[alias.strip()] = target.strip()
+    return out
+
+
 def load_settings(
     config_file: str | None = None,
     environ: dict[str, str] | None = None,
@@ -221,12 +246,14 @@ def load_settings(
             continue
         if name == "models":
             data[name] = [ModelSpec.parse_cli(p.strip()).model_dump(exclude_none=True) for p in raw.split(",") if p.strip()]
+        elif name == "aliases":
+            data[name] = parse_aliases(p.strip() for p in raw.split(",") if p.strip())
         elif name in _LIST_FIELDS:
             data[name] = [p.strip() for p in raw.split(",") if p.strip()]
         else:
             data[name] = raw
     for key, value in (overrides or {}).items():
-        if value is not None and value != []:
+        if value is not None and value != [] and value != {}:
             data[key] = value
     try:
         return Settings.model_validate(data)

@@ -77,6 +77,9 @@ class MessageEngine:
     def stats(self) -> dict[str, Any]:
         return {"open_streams": self.open_streams}
 
+    def capabilities(self) -> dict[str, Any]:
+        return {"chat_completions": True, "tools": True}
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

@@ -35,12 +35,13 @@ class Principal:
     rpm: int | None = None
     tpm: int | None = None
 
-    def check_model(self, model: str) -> None:
-        if self.models is not None and model not in self.models:
+    def check_model(self, model: str, served_as: str | None = None) -> None:
+        """``served_as``: the model an alias names; a key allowed either name may use it."""
+        if not self.can_see(model, served_as):
             raise ModelNotFound(model)
 
-    def can_see(self, model: str) -> bool:
-        return self.models is None or model in self.models
+    def can_see(self, model: str, served_as: str | None = None) -> bool:
+        return self.models is None or model in self.models or served_as in self.models
 
 
 ANONYMOUS = Principal(key_id=None, name="anonymous")

@@ -1,4 +1,9 @@
-"""GET /v1/models and /v1/models/{id}: OpenAI Model objects, filtered by what the key may use."""
+"""GET /v1/models and /v1/models/{id}: OpenAI Model objects, filtered by what the key may use.
+
+Aliases are listed beside the models they name. ``/v1/models/{id}`` also carries
+``capabilities`` (an extra field the SDKs ignore): what the model supports, so a client
+can ask instead of guessing.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +25,15 @@ def model_object(svc: Services, model_id: str) -> dict[str, Any]:
 def routes(svc: Services) -> list[Route]:
     async def list_models(request: Request) -> Response:
         principal = principal_of(request)
-        data = [model_object(svc, m) for m in svc.registry.ids() if principal.can_see(m)]
+        data = [model_object(svc, m) for m in svc.registry.ids() if principal.can_see(m, svc.registry.resolve(m))]
         return json_response({"object": "list", "data": data})
 
     async def get_model(request: Request) -> Response:
         principal = principal_of(request)
         model_id = request.path_params["model"]
-        principal.check_model(model_id)
-        svc.registry.get(model_id)
-        return json_response(model_object(svc, model_id))
+        principal.check_model(model_id, svc.registry.resolve(model_id))
+        capabilities = svc.registry.capabilities(model_id)  # 404 for an unknown model
+        return json_response({**model_object(svc, model_id), "capabilities": capabilities})
 
     return [
         Route("/v1/models", list_models, methods=["GET"]),

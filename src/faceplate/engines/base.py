@@ -191,11 +191,46 @@ class ChatEngine(Protocol):
         """Queue it now (Overloaded if the engine is full) and return its events."""
         ...
 
+    def capabilities(self) -> dict[str, Any]:
+        """What it supports (tools, json_schema, logprobs, most n, context length), shown on /v1/models/{id}."""
+        ...
+
     def stats(self) -> dict[str, Any]: ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def chat_capabilities(*, context_length: int, max_n: int) -> dict[str, Any]:
+    """A local engine's: everything under its own grammar and sampler."""
+    return {
+        "chat_completions": True,
+        "completions": True,
+        "embeddings": False,
+        "tools": True,
+        "tool_choice": ["none", "auto", "required", "function"],
+        "parallel_tool_calls": True,
+        "response_format": ["text", "json_object", "json_schema"],
+        "json_schema_strict": True,
+        "logprobs": True,
+        "max_top_logprobs": 20,
+        "max_n": max_n,
+        "context_length": context_length,
+        "seed": True,
+    }
+
+
+def embedding_capabilities(engine: EmbeddingEngine) -> dict[str, Any]:
+    return {
+        "chat_completions": False,
+        "completions": False,
+        "embeddings": True,
+        "dimensions": engine.dimensions,
+        "shorter_dimensions": engine.supports_dimensions,
+        "max_input_tokens": engine.max_input_tokens,
+        "encoding_format": ["float", "base64"],
+    }
 
 
 @dataclass(frozen=True)

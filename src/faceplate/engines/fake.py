@@ -27,6 +27,7 @@ from faceplate.engines.base import (
     TextDelta,
     TokenLogprob,
     TopLogprob,
+    chat_capabilities,
 )
 from faceplate.engines.chat_template import ChatTemplate
 from faceplate.engines.textstream import TextStream
@@ -177,6 +178,9 @@ class FakeEngine:
         piece = bytes([token])
         alts = tuple(TopLogprob(chr(65 + i), math.log(0.5 / (i + 1)), (65 + i,)) for i in range(top))
         return TokenLogprob(piece.decode(errors="replace"), math.log(0.5), (token,), alts)
+
+    def capabilities(self) -> dict[str, Any]:
+        return chat_capabilities(context_length=self.n_ctx, max_n=self.n_parallel)
 
     def stats(self) -> dict[str, Any]:
         return {"running_sequences": self.running, "queued_requests": self._waiting, "cancelled": self.cancelled}

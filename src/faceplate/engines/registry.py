@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import ChatEngine, EmbeddingEngine
+from faceplate.engines.base import ChatEngine, EmbeddingEngine, embedding_capabilities
 from faceplate.errors import InvalidRequest, ModelNotFound
 
 log = logging.getLogger("faceplate.registry")
@@ -40,11 +40,27 @@ def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
 
 
 class Registry:
-    def __init__(self, engines: Iterable[Engine] = ()) -> None:
+    """Served models by id, and aliases: other names for them (``gpt-4o-mini`` -> a local model).
+
+    An alias answers exactly like its model; responses carry the name the client asked for.
+    """
+
+    def __init__(self, engines: Iterable[Engine] = (), aliases: dict[str, str] | None = None) -> None:
         self._engines: dict[str, Engine] = {}
         self.created: dict[str, int] = {}
+        self.aliases: dict[str, str] = {}
         for engine in engines:
             self.add(engine)
+        for alias, target in (aliases or {}).items():
+            self.alias(alias, target)
+
+    def alias(self, name: str, target: str) -> None:
+        if name in self._engines or name in self.aliases:
+            raise ValueError(f"the alias {name!r} is already a model id or an alias")
+        if target not in self._engines:
+            raise ValueError(f"the alias {name!r} names {target!r}, which is not a served model")
+        self.aliases[name] = target
+        self.created[name] = self.created[target]
 
     def add(self, engine: Engine) -> None:
         if engine.model_id in self._engines:
@@ -58,14 +74,21 @@ class Registry:
         for spec in settings.effective_models():
             log.info("loading %s model %s from %s", spec.resolved_kind(), spec.id, spec.path)
             reg.add(await asyncio.to_thread(load_engine, spec, settings))
+        for alias, target in settings.aliases.items():
+            reg.alias(alias, target)
         return reg
 
     def ids(self) -> list[str]:
-        return list(self._engines)
+        """Every name a client may use: model ids, then aliases."""
+        return [*self._engines, *self.aliases]
+
+    def resolve(self, model: str) -> str:
+        """The served model's id for a name (itself, or what an alias names)."""
+        return self.aliases.get(model, model)
 
     def get(self, model: str) -> Engine:
         try:
-            return self._engines[model]
+            return self._engines[self.resolve(model)]
         except KeyError:
             raise ModelNotFound(model) from None
 
@@ -96,6 +119,12 @@ class Registry:
     async def close(self) -> None:
         for engine in self._engines.values():
             await engine.close()
+
+    def capabilities(self, model: str) -> dict[str, Any]:
+        engine = self.get(model)
+        if engine.kind == "embedding":
+            return embedding_capabilities(engine)  # type: ignore[arg-type]
+        return engine.capabilities()  # type: ignore[union-attr]
 
     def stats(self) -> dict[str, Any]:
         return {mid: {"kind": e.kind, **e.stats()} for mid, e in self._engines.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
@@ -10,6 +11,7 @@ from faceplate.errors import InvalidRequest
 from faceplate.protocol.common import WireModel, array_too_long, tagged_union
 from faceplate.protocol.sampling import SamplingFields
 
+MAX_TOOLS = 128  # most tools (or functions) in one request, as OpenAI limits them
 MAX_MESSAGES = 2048  # most items in 'messages' (OpenAI's bound); checked before any message is validated
 
 
@@ -118,6 +120,15 @@ class FunctionDefinition(WireModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+        kind = (parameters or {}).get("type", "object")
+        if kind != "object":
+            raise ValueError(f"the parameters must be a JSON Schema of 'type: \"object\"', got 'type: {json.dumps(kind)}'")
+        return parameters
+
     strict: bool | None = None
 
 
@@ -171,10 +182,10 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    functions: list[FunctionDefinition] | None = None
+    functions: list[FunctionDefinition] | None = Field(None, max_length=MAX_TOOLS)
     function_call: Literal["none", "auto"] | NamedFunction | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None

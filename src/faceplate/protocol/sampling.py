@@ -6,6 +6,8 @@ from pydantic import Field, field_validator
 
 from faceplate.protocol.common import WireModel
 
+MAX_LOGIT_BIAS = 300  # OpenAI's limit
+
 
 class SamplingFields(WireModel):
     max_tokens: int | None = Field(None, ge=1)
@@ -13,7 +15,7 @@ class SamplingFields(WireModel):
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=128)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # OpenAI: a 64-bit integer
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, int | float] | None = None
@@ -30,6 +32,8 @@ class SamplingFields(WireModel):
     @field_validator("logit_bias")
     @classmethod
     def _bias(cls, bias: dict[str, int | float] | None) -> dict[str, int | float] | None:
+        if bias is not None and len(bias) > MAX_LOGIT_BIAS:
+            raise ValueError(f"expected an object with at most {MAX_LOGIT_BIAS} entries, but got {len(bias)}")
         for key, value in (bias or {}).items():
             if not key.lstrip("-").isdigit() or int(key) < 0:
                 raise ValueError(f"logit_bias key {key!r} is not a token id")

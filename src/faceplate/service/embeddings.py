@@ -32,8 +32,7 @@ async def count_tokens(services: Services, engine: EmbeddingEngine, inputs: list
 
 async def embed(services: Services, principal: Principal, body: EmbeddingRequest) -> tuple[dict[str, Any], dict[str, str]]:
     """The embedding list object and the rate-limit headers to send with it."""
-    principal.check_model(body.model)
-    engine = services.registry.embedding(body.model)
+    engine = services.embedding_engine(principal, body.model)
     check_dimensions(body.dimensions, engine.dimensions, engine.supports_dimensions)
     meter = services.meter(principal, "/v1/embeddings", body.model)
     inputs: list[Input] = list(body.inputs)

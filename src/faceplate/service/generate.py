@@ -66,8 +66,7 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
 
 
 async def chat(services: Services, principal: Principal, body: ChatCompletionRequest) -> Reply:
-    principal.check_model(body.model)
-    engine = services.registry.chat(body.model)
+    engine = services.chat_engine(principal, body.model)
     rid = new_id("chatcmpl")
     request, tools_mode = chat_request(body, rid)
     meter = services.meter(principal, "/v1/chat/completions", body.model)
@@ -96,8 +95,7 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
 
 
 async def completion(services: Services, principal: Principal, body: CompletionRequest) -> Reply:
-    principal.check_model(body.model)
-    engine = services.registry.chat(body.model)
+    engine = services.chat_engine(principal, body.model)
     rid = new_id("cmpl")
     requests = completion_requests(body, rid)
     n = body.n or 1

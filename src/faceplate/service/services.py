@@ -9,6 +9,7 @@ from faceplate.access.auth import Authenticator, Principal
 from faceplate.access.limits import Limiter, Unlimited
 from faceplate.access.usage import NullUsage, UsageSink
 from faceplate.config import Settings
+from faceplate.engines.base import ChatEngine, EmbeddingEngine
 from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.metering import Meter
@@ -26,6 +27,15 @@ class Services:
     usage: UsageSink = field(default_factory=NullUsage)
     store: Store | None = None  # keys and usage, for the admin API; None: no store
     cpu: CpuPool = field(default_factory=CpuPool)
+
+    def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
+        """The chat engine a name (model id or alias) stands for, if this principal may use it."""
+        principal.check_model(model, self.registry.resolve(model))
+        return self.registry.chat(model)
+
+    def embedding_engine(self, principal: Principal, model: str) -> EmbeddingEngine:
+        principal.check_model(model, self.registry.resolve(model))
+        return self.registry.embedding(model)
 
     def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
         return Meter(self.limiter, self.usage, principal, endpoint, model, window_s=self.settings.rate_limit_window_s)

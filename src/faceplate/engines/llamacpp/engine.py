@@ -15,7 +15,7 @@ from typing import Any, Literal
 import llama_cpp as L
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import ChatRequest, CompletionRequest, CpuPool, GenerationEvent, SamplingParams
+from faceplate.engines.base import ChatRequest, CompletionRequest, CpuPool, GenerationEvent, SamplingParams, chat_capabilities
 from faceplate.engines.chat_template import ChatTemplate
 from faceplate.engines.llamacpp.grammar import GrammarCompiler
 from faceplate.engines.llamacpp.model import ContextSettings, LlamaModel
@@ -131,6 +131,9 @@ class LlamaCppEngine:
     def generate(self, prepared: TokenRequest) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
         events = self.scheduler.submit(prepared)
         return ToolCallEvents(events, prepared.n) if prepared.tool_calls else events
+
+    def capabilities(self) -> dict[str, Any]:
+        return chat_capabilities(context_length=self.n_ctx, max_n=self.n_parallel)
 
     def stats(self) -> dict[str, Any]:
         return {"n_ctx": self.n_ctx, **self.scheduler.stats()}

@@ -14,6 +14,7 @@ install:
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -e '.[dev]'
+	if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; fi
 
 test:
 	$(PY) -m pytest -q

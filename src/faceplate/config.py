@@ -106,6 +106,11 @@ class ModelSpec(BaseModel):
     n_parallel: int | None = Field(None, ge=1, le=256, description="most sequences decoded together")
     n_batch: int | None = Field(None, ge=16, description="most tokens in one llama_decode call")
     max_queue: int | None = Field(None, ge=0, description="requests that may wait for a slot before 503")
+    token_ids: Literal["openai", "model"] = Field(
+        "openai",
+        description="embeddings: what token-array inputs are: OpenAI's cl100k_base ids (what OpenAI clients send) "
+        "or ids of this model's own vocabulary",
+    )
 
     def resolved_format(self) -> str:
         if self.format:

@@ -26,7 +26,9 @@ DIMS = 32
 
 @pytest.fixture
 async def emb() -> AsyncIterator[FakeEmbeddingEngine]:
-    engine = FakeEmbeddingEngine(MODEL, dimensions=DIMS, max_input_tokens=64)
+    # These tests send ids of the model's own vocabulary (its operator declared token_ids = "model");
+    # the default, OpenAI's cl100k_base ids, is tested in test_openai_token_ids.py.
+    engine = FakeEmbeddingEngine(MODEL, dimensions=DIMS, max_input_tokens=64, token_ids="model")
     yield engine
     await engine.close()
 

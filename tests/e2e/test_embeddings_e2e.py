@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -109,14 +110,23 @@ def test_dimensions_gives_unit_vectors_of_that_length(sdk: openai.OpenAI, client
         np.testing.assert_allclose(short, expected, atol=1e-6)
 
 
-def test_token_arrays(sdk: openai.OpenAI, st: SentenceTransformer) -> None:
-    ids = [st.tokenizer(t, add_special_tokens=False)["input_ids"] for t in TEXTS]
-    from_text = vectors(sdk.embeddings.create(model=MODEL, input=TEXTS))
+def cl100k(texts: list[str]) -> list[list[int]]:
+    """What OpenAI clients (LangChain's OpenAIEmbeddings) send: tiktoken cl100k_base ids."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # bpe-openai's own import
+        from bpe_openai._bindings import tokenizer_for_encoding
+
+        return [tokenizer_for_encoding("cl100k_base").encode(t) for t in texts]
+
+
+def test_token_arrays_are_openai_ids(sdk: openai.OpenAI, st: SentenceTransformer) -> None:
+    ids = cl100k(TEXTS)
+    from_text = sdk.embeddings.create(model=MODEL, input=TEXTS)
     many = sdk.embeddings.create(model=MODEL, input=ids)
-    np.testing.assert_allclose(vectors(many), from_text, atol=1e-5)
+    np.testing.assert_allclose(vectors(many), vectors(from_text), atol=1e-5)
     one = sdk.embeddings.create(model=MODEL, input=ids[0])
-    np.testing.assert_allclose(vectors(one)[0], from_text[0], atol=1e-5)
-    assert one.usage.prompt_tokens == len(ids[0]) + 2
+    np.testing.assert_allclose(vectors(one)[0], vectors(from_text)[0], atol=1e-5)
+    assert one.usage.prompt_tokens == len(st.tokenizer(TEXTS[0])["input_ids"])  # the model's tokens, specials included
 
 
 def test_many_inputs_in_one_request(sdk: openai.OpenAI, st: SentenceTransformer) -> None:
@@ -134,7 +144,7 @@ BAD: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("wrong type", {"input": [1.5, 2.5]}, "input", None),
     ("mixed types", {"input": ["a", 1]}, "input", None),
     ("too many inputs", {"input": ["x"] * 2049}, "input", None),
-    ("token id out of vocabulary", {"input": [[2023, 30522]]}, "input", "invalid_value"),
+    ("token id outside cl100k_base", {"input": [[2023, 100300]]}, "input", "invalid_value"),
     ("negative token id", {"input": [2023, -1]}, "input", None),
     ("input too long", {"input": "word " * 300}, "input", "context_length_exceeded"),
     ("too many dimensions", {"input": "x", "dimensions": 385}, "dimensions", None),

@@ -246,6 +246,7 @@ class EmbeddingEngine(Protocol):
     dimensions: int
     max_input_tokens: int
     supports_dimensions: bool  # truncation + renormalisation is meaningful (Matryoshka-style or opted in)
+    token_ids: Literal["openai", "model"]  # token-array inputs: OpenAI's cl100k_base ids, or the model's own
 
     def count_tokens(self, inputs: Sequence[str | Sequence[int]]) -> list[int]: ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -114,6 +114,7 @@ class BatchedEmbedding:
     """
 
     batcher: Batcher[list[int], np.ndarray]
+    token_ids: Literal["openai", "model"] = "openai"  # what token-array inputs are (faceplate.engines.openai_tokens)
 
     def token_sequences(self, inputs: Sequence[Input]) -> list[list[int]]:
         raise NotImplementedError

@@ -43,8 +43,10 @@ class FakeEmbeddingEngine(BatchedEmbedding):
         wait_s: float = 0.002,
         batching: bool = True,
         max_requests: int | None = None,
+        token_ids: Literal["openai", "model"] = "openai",
     ) -> None:
         self.model_id = model_id
+        self.token_ids = token_ids
         self.dimensions = dimensions
         self.max_input_tokens = max_input_tokens
         self.supports_dimensions = supports_dimensions

@@ -107,6 +107,7 @@ class SentenceTransformerEngine(BatchedEmbedding):
                 prompt_name,
             )
         self.batcher = self.make_batcher(spec, settings)
+        self.token_ids = spec.token_ids
 
     # ------------------------------------------------------------------ inputs
 

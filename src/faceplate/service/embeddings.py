@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from faceplate.access.auth import Principal
+from faceplate.engines import openai_tokens
 from faceplate.engines.base import EmbeddingEngine
 from faceplate.engines.embedding_inputs import INLINE_LIMIT, Input, too_long
 from faceplate.protocol.embeddings import EmbeddingRequest, check_dimensions, embedding_response, shorten
@@ -36,6 +37,8 @@ async def embed(services: Services, principal: Principal, body: EmbeddingRequest
     check_dimensions(body.dimensions, engine.dimensions, engine.supports_dimensions)
     meter = services.meter(principal, "/v1/embeddings", body.model)
     inputs: list[Input] = list(body.inputs)
+    if engine.token_ids == "openai":  # token arrays mean what they mean to an OpenAI client
+        inputs = [x if isinstance(x, str) else openai_tokens.decode(x, i) for i, x in enumerate(inputs)]
     await meter.admit(sum(len(x) for x in inputs) // 4 + len(inputs), 0, explicit=True)  # before any tokenizer runs
     prompt_tokens = 0
     error: BaseException | None = None

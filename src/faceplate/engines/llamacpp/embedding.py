@@ -85,6 +85,7 @@ class LlamaCppEmbeddingEngine(BatchedEmbedding):
         )
         self.batch = L.llama_batch_init(self.n_batch, 0, 1)
         self.batcher = self.make_batcher(spec, settings)
+        self.token_ids = spec.token_ids
 
     def _new_context(self, pooling: int) -> tuple[Any, int]:
         cp = L.llama_context_default_params()

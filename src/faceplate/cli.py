@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(FACEPLATE_ALLOWED_HOSTS)",
     )
     serve.add_argument(
+        "--compat",
+        choices=["lenient", "strict"],
+        help="lenient (default): accept and log unknown fields, honour top_k/min_p/repetition_penalty; strict: answer "
+        "exactly as OpenAI does, its refusals included (per request: header x-faceplate-compat; FACEPLATE_COMPAT)",
+    )
+    serve.add_argument(
         "--deterministic",
         action="store_true",
         default=None,
@@ -102,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
         "allow_insecure": args.allow_insecure,
         "allowed_hosts": args.allowed_host or [],
         "deterministic": args.deterministic,
+        "compat": args.compat,
         "threads": args.threads,
         "n_parallel": args.n_parallel,
         "max_queue": args.max_queue,

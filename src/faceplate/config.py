@@ -168,6 +168,11 @@ class Settings(BaseModel):
     )
     cpu_workers: int = Field(2, ge=1, le=64, description="threads for request CPU work (templates, tokenizing, grammars)")
     cpu_queue: int = Field(64, ge=0, description="requests that may wait for a CPU worker before 503")
+    compat: Literal["lenient", "strict"] = Field(
+        "lenient",
+        description="lenient: unknown fields and top_k/min_p/repetition_penalty accepted; strict: answer exactly as OpenAI "
+        "does, refusals included (per request: header x-faceplate-compat)",
+    )
     deterministic: bool = Field(
         False,
         description="batch-invariant decoding: a seeded request gives the same output alone or batched, at a speed cost",

@@ -42,7 +42,6 @@ def body(**kw: Any) -> dict[str, Any]:
             "response_format.json_schema.name",
         ),
         (body(response_format={"type": "xml"}), "response_format.type"),
-        (body(response_format={"type": "json_object"}, messages=[{"role": "user", "content": "hi"}]), "messages"),
         (body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "g"}}), "tool_choice"),
         (body(tools=[TOOL, TOOL]), "tools"),
         (body(tools=[]), "tools"),

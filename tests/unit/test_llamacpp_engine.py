@@ -95,3 +95,17 @@ async def test_the_service_layer_runs_the_real_model_with_no_http(running: Llama
     spec.validate_chat_completion(obj, profile="strict")
     assert len(obj["choices"]) == 2 and obj["usage"]["completion_tokens"] > 0
     assert [(r.status, r.completion_tokens) for r in records] == [(200, obj["usage"]["completion_tokens"])]  # type: ignore[attr-defined]
+
+
+async def test_top_k_one_is_greedy_whatever_the_seed(running: LlamaCppEngine) -> None:
+    """The non-OpenAI extras (lenient mode) reach the sampler: top_k=1 leaves only the best token."""
+
+    async def text(**sampling: object) -> str:
+        req = ChatRequest("r", (Message("user", "Name a colour."),), SamplingParams(max_tokens=12, **sampling))  # type: ignore[arg-type]
+        prepared = await running.prepare_chat(req, InlineCpu())
+        return "".join([getattr(ev, "text", "") async for ev in running.generate(prepared)])
+
+    greedy = await text(temperature=0.0)
+    assert await text(temperature=1.5, top_k=1, seed=1) == greedy == await text(temperature=1.5, top_k=1, seed=2)
+    assert await text(temperature=1.5, min_p=1.0, seed=3) == greedy  # min_p 1: only tokens as likely as the best
+    assert await text(temperature=0.0, repetition_penalty=1.3) != ""

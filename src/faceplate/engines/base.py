@@ -37,6 +37,9 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # token ids of the model's own vocabulary
     top_logprobs: int | None = None  # None: no logprobs; 0..20 alternatives otherwise
     ignore_eos: bool = False
+    top_k: int = 0  # the extras other servers accept: 0 / 0.0 / 1.0 mean off
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
 
 
 # ---------------------------------------------------------------- requests

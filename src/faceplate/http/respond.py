@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from faceplate.errors import InvalidRequest
 from faceplate.http.body import ClientDisconnected, read_body, unless_disconnected
 from faceplate.http.sse import EventStreamResponse, json_response
 from faceplate.protocol.common import parse_request
@@ -16,8 +17,19 @@ from faceplate.service.generation import Reply
 M = TypeVar("M", bound=BaseModel)
 
 
-async def parse_body(request: Request, model: type[M], *, endpoint: str, limit: int) -> M:
-    return parse_request(await read_body(request, limit), model, endpoint=endpoint)
+COMPAT_HEADER = "x-faceplate-compat"
+
+
+def strict_compat(request: Request, default: str) -> bool:
+    """Whether this request is answered exactly as OpenAI would (the header overrides the setting)."""
+    mode = request.headers.get(COMPAT_HEADER, default).strip().lower()
+    if mode not in ("lenient", "strict"):
+        raise InvalidRequest(f"Invalid value for the {COMPAT_HEADER} header: {mode!r}; use 'lenient' or 'strict'.")
+    return mode == "strict"
+
+
+async def parse_body(request: Request, model: type[M], *, endpoint: str, limit: int, strict: bool = False) -> M:
+    return parse_request(await read_body(request, limit), model, endpoint=endpoint, strict=strict)
 
 
 async def respond(request: Request, reply: Reply, *, stream: bool, keepalive_s: float) -> Response:

@@ -21,6 +21,9 @@ log = logging.getLogger("faceplate.protocol")
 
 M = TypeVar("M", bound=BaseModel)
 
+# Sampling extras that clients of self-hosted servers send; honoured in lenient mode, refused in strict.
+NON_OPENAI_FIELDS = ("top_k", "min_p", "repetition_penalty")
+
 
 class WireModel(BaseModel):
     """Base of every request model: strict types (no "1" for 1), unknown fields kept so we can log them."""
@@ -201,7 +204,8 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(_describe(err, param), param=param)
 
 
-def parse_request(raw: bytes, model: type[M], *, endpoint: str) -> M:
+def parse_request(raw: bytes, model: type[M], *, endpoint: str, strict: bool = False) -> M:
+    """The wire model, or OpenAI's 400. ``strict``: unknown fields and non-OpenAI extras are refused, as OpenAI does."""
     data = parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequest(f"Invalid type for the request body: expected an object, but got {type(data).__name__} instead.")
@@ -213,7 +217,11 @@ def parse_request(raw: bytes, model: type[M], *, endpoint: str) -> M:
         raise InvalidRequest("The request is nested too deeply.") from None
     if isinstance(parsed, WireModel):
         extra = parsed.unknown_fields()
-        if extra:
-            # OpenAI ignores unknown fields for forward compatibility; we do too, but say so.
+        if strict:
+            extra += [k for k in NON_OPENAI_FIELDS if k in data]
+            if extra:
+                raise InvalidRequest(f"Unrecognized request argument supplied: {', '.join(sorted(extra))}")
+        elif extra:
+            # Lenient: accepted and logged, so clients written for other servers keep working.
             log.info("%s: ignoring unrecognised request fields: %s", endpoint, ", ".join(sorted(extra)))
     return parsed

@@ -20,6 +20,10 @@ class SamplingFields(WireModel):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, int | float] | None = None
     user: str | None = None
+    # Not OpenAI's (protocol.common.NON_OPENAI_FIELDS): accepted in lenient mode only.
+    top_k: int | None = Field(None, ge=0, le=1_000_000)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
     stream: bool | None = None
 
     @field_validator("stop")

@@ -65,10 +65,11 @@ def _include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(body.stream and body.stream_options and body.stream_options.include_usage)
 
 
-async def chat(services: Services, principal: Principal, body: ChatCompletionRequest) -> Reply:
+async def chat(services: Services, principal: Principal, body: ChatCompletionRequest, *, strict: bool = False) -> Reply:
+    """``strict``: OpenAI's own refusals too (compatibility policy; the wire parse already applied it)."""
     engine = services.chat_engine(principal, body.model)
     rid = new_id("chatcmpl")
-    request, tools_mode = chat_request(body, rid)
+    request, tools_mode = chat_request(body, rid, strict=strict)
     meter = services.meter(principal, "/v1/chat/completions", body.model)
     explicit = request.sampling.max_tokens is not None
     completion = _completion_budget(services, request.sampling.max_tokens, request.n)
@@ -94,7 +95,7 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
     )
 
 
-async def completion(services: Services, principal: Principal, body: CompletionRequest) -> Reply:
+async def completion(services: Services, principal: Principal, body: CompletionRequest, *, strict: bool = False) -> Reply:
     engine = services.chat_engine(principal, body.model)
     rid = new_id("cmpl")
     requests = completion_requests(body, rid)

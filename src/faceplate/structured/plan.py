@@ -45,10 +45,6 @@ def message_dict(m: Message) -> dict[str, Any]:
     return item
 
 
-def _mentions_json(messages: list[dict[str, Any]]) -> bool:
-    return any("json" in (m.get("content") or "").lower() for m in messages)
-
-
 def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     if messages and messages[0]["role"] == "system":
         return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
@@ -60,11 +56,6 @@ def plan(request: ChatRequest, *, template_supports_tools: bool) -> ChatPlan:
     fmt = request.response_format
     schema: dict[str, Any] | None = None
     if fmt.type == "json_object":
-        if not _mentions_json(messages):
-            raise InvalidRequest(
-                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
-                param="messages",
-            )
         schema = {"type": "object"}
     elif fmt.type == "json_schema":
         schema = fmt.schema if fmt.schema is not None else {}

@@ -75,6 +75,9 @@ def sampling(body: SamplingFields, *, max_tokens: int | None, top_logprobs: int 
         frequency_penalty=body.frequency_penalty or 0.0,
         logit_bias=tuple((int(k), float(v)) for k, v in (body.logit_bias or {}).items()),
         top_logprobs=top_logprobs,
+        top_k=body.top_k or 0,
+        min_p=body.min_p or 0.0,
+        repetition_penalty=body.repetition_penalty or 1.0,
     )
 
 
@@ -122,7 +125,22 @@ def _response_format(body: ChatCompletionRequest) -> ResponseFormat:
     return ResponseFormat()
 
 
-def chat_request(body: ChatCompletionRequest, request_id: str) -> tuple[ChatRequest, ToolsMode]:
+def _mentions_json(body: ChatCompletionRequest) -> bool:
+    for m in body.messages:
+        texts = [m.content] if isinstance(m.content, str) else [getattr(part, "text", "") for part in m.content or []]
+        if any("json" in t.lower() for t in texts):
+            return True
+    return False
+
+
+def chat_request(body: ChatCompletionRequest, request_id: str, *, strict: bool = False) -> tuple[ChatRequest, ToolsMode]:
+    """``strict``: OpenAI's refusals too, such as json_object without the word "JSON" (the grammar
+    makes that rule unnecessary here, and clients written for other servers break on it)."""
+    if strict and isinstance(body.response_format, ResponseFormatJsonObject) and not _mentions_json(body):
+        raise InvalidRequest(
+            "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+            param="messages",
+        )
     tools, choice, mode, parallel = _tools(body)
     request = ChatRequest(
         request_id=request_id,

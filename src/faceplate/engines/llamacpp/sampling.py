@@ -34,11 +34,15 @@ class SamplerChain:
                 for i, (tok, bias) in enumerate(params.logit_bias):
                     arr[i].token, arr[i].bias = tok, bias
                 add(L.llama_sampler_init_logit_bias(model.n_vocab, len(params.logit_bias), arr))
-            if params.frequency_penalty or params.presence_penalty:
+            if params.frequency_penalty or params.presence_penalty or params.repetition_penalty != 1.0:
                 # llama-cpp-python 0.3.36: (n_vocab, penalty_last_n, penalty_repeat, penalty_freq, penalty_present).
                 add(
                     L.llama_sampler_init_penalties(
-                        model.n_vocab, max(history, 1), 1.0, params.frequency_penalty, params.presence_penalty
+                        model.n_vocab,
+                        max(history, 1),
+                        params.repetition_penalty,
+                        params.frequency_penalty,
+                        params.presence_penalty,
                     )
                 )
             if params.temperature <= 0.0:
@@ -46,8 +50,12 @@ class SamplerChain:
             else:
                 # Temperature first, then nucleus: the order OpenAI and Hugging Face use.
                 add(L.llama_sampler_init_temp(params.temperature))
+                if params.top_k > 0:
+                    add(L.llama_sampler_init_top_k(params.top_k))
                 if params.top_p < 1.0:
                     add(L.llama_sampler_init_top_p(params.top_p, 1))
+                if params.min_p > 0.0:
+                    add(L.llama_sampler_init_min_p(params.min_p, 1))
                 add(L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         except BaseException:
             self.close()  # the chain owns (and frees) the samplers already added

@@ -87,10 +87,10 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert len(one.data) == 1 and len(one.data[0].embedding) == 384
     many = client.embeddings.create(model=EMBED, input=["first", "second", "third"])
     assert [d.index for d in many.data] == [0, 1, 2]
-    assert many.usage.prompt_tokens > one.usage.prompt_tokens > 0 or many.usage.prompt_tokens > 0
+    assert one.usage.prompt_tokens > 0 and many.usage.prompt_tokens > 0
 
 
-async def test_async_embeddings_with_dimensions_unset_and_base64(aclient: openai.AsyncOpenAI) -> None:
+async def test_async_embeddings_base64_matches_float(aclient: openai.AsyncOpenAI) -> None:
     plain = await aclient.embeddings.create(model=EMBED, input="hello", encoding_format="float")
     packed = await aclient.embeddings.create(model=EMBED, input="hello")  # the SDK asks for base64 and decodes it
     assert packed.data[0].embedding == pytest.approx(plain.data[0].embedding, abs=1e-6)

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.http.gate import principal_of
-from faceplate.http.respond import parse_body, respond, strict_compat
+from faceplate.http.respond import parse_body, respond
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.service import generate
 from faceplate.service.services import Services
@@ -15,10 +15,7 @@ from faceplate.service.services import Services
 
 def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
-        strict = strict_compat(request, svc.settings.compat)
-        body = await parse_body(
-            request, ChatCompletionRequest, endpoint="chat.completions", limit=svc.settings.max_request_bytes, strict=strict
-        )
+        body, strict = await parse_body(request, ChatCompletionRequest, endpoint="chat.completions", settings=svc.settings)
         reply = await generate.chat(svc, principal_of(request), body, strict=strict)
         return await respond(request, reply, stream=bool(body.stream), keepalive_s=svc.settings.keepalive_s)
 

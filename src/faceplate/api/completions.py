@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from faceplate.http.gate import principal_of
-from faceplate.http.respond import parse_body, respond, strict_compat
+from faceplate.http.respond import parse_body, respond
 from faceplate.protocol.completions import CompletionRequest
 from faceplate.service import generate
 from faceplate.service.services import Services
@@ -15,11 +15,8 @@ from faceplate.service.services import Services
 
 def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
-        strict = strict_compat(request, svc.settings.compat)
-        body = await parse_body(
-            request, CompletionRequest, endpoint="completions", limit=svc.settings.max_request_bytes, strict=strict
-        )
-        reply = await generate.completion(svc, principal_of(request), body, strict=strict)
+        body, _ = await parse_body(request, CompletionRequest, endpoint="completions", settings=svc.settings)
+        reply = await generate.completion(svc, principal_of(request), body)
         return await respond(request, reply, stream=bool(body.stream), keepalive_s=svc.settings.keepalive_s)
 
     return [Route("/v1/completions", create, methods=["POST"])]

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from faceplate.http.body import ClientDisconnected, unless_disconnected
 from faceplate.http.gate import principal_of
-from faceplate.http.respond import parse_body, strict_compat
+from faceplate.http.respond import parse_body
 from faceplate.http.sse import dumps
 from faceplate.protocol.embeddings import EmbeddingRequest
 from faceplate.service import embeddings
@@ -17,10 +17,7 @@ from faceplate.service.services import Services
 
 def routes(svc: Services) -> list[Route]:
     async def create(request: Request) -> Response:
-        strict = strict_compat(request, svc.settings.compat)
-        body = await parse_body(
-            request, EmbeddingRequest, endpoint="embeddings", limit=svc.settings.max_request_bytes, strict=strict
-        )
+        body, _ = await parse_body(request, EmbeddingRequest, endpoint="embeddings", settings=svc.settings)
         principal = principal_of(request)
         try:
             obj, headers = await unless_disconnected(request, lambda: embeddings.embed(svc, principal, body))

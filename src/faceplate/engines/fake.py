@@ -30,9 +30,10 @@ from faceplate.engines.base import (
     chat_capabilities,
 )
 from faceplate.engines.chat_template import ChatTemplate
+from faceplate.engines.fit import check_prompt_ids, fit
 from faceplate.engines.textstream import TextStream
 from faceplate.engines.toolcall_events import ToolCallEvents
-from faceplate.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+from faceplate.errors import Overloaded
 from faceplate.structured.plan import plan
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "héllo", "wörld", "日本", "🙂", "."]
@@ -86,8 +87,7 @@ class FakeEngine:
         if isinstance(request.prompt, str):
             tokens = list(request.prompt.encode())
         else:
-            if any(t < 0 or t >= self.vocab_size for t in request.prompt):
-                raise InvalidRequest(f"Invalid 'prompt': token ids must be between 0 and {self.vocab_size - 1}.", param="prompt")
+            check_prompt_ids(request.prompt, self.vocab_size)
             tokens = list(request.prompt)
         echo = bytes(t for t in tokens if t < 256).decode(errors="replace") if request.echo else ""
         return self._prepared(tokens or [END], request.sampling, request.n, "prompt", echo=echo)
@@ -95,16 +95,7 @@ class FakeEngine:
     def _prepared(
         self, tokens: list[int], params: SamplingParams, n: int, param: str, *, echo: str = "", tool_calls: bool = False
     ) -> FakePrepared:
-        if n > self.n_parallel:
-            raise InvalidRequest(f"n={n} is more than this model can generate at once ({self.n_parallel}).", param="n")
-        if len(tokens) >= self.n_ctx:
-            raise ContextLengthExceeded(len(tokens), self.n_ctx, param=param)
-        if params.max_tokens is not None and len(tokens) + params.max_tokens > self.n_ctx:
-            raise ContextLengthExceeded(len(tokens), self.n_ctx, requested=params.max_tokens, param=param)
-        for token, _ in params.logit_bias:
-            if token >= self.vocab_size:
-                raise InvalidRequest(f"Invalid logit_bias: token id {token} is outside the vocabulary.", param="logit_bias")
-        max_new = params.max_tokens if params.max_tokens is not None else self.n_ctx - len(tokens)
+        max_new = fit(params, n, len(tokens), n_ctx=self.n_ctx, n_vocab=self.vocab_size, max_n=self.n_parallel, param=param)
         return FakePrepared(tuple(tokens), params, n, echo, tool_calls, max_new)
 
     def generate(self, prepared: FakePrepared) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]

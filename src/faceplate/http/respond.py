@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from faceplate.config import Settings
 from faceplate.errors import InvalidRequest
 from faceplate.http.body import ClientDisconnected, read_body, unless_disconnected
 from faceplate.http.sse import EventStreamResponse, json_response
@@ -28,8 +29,11 @@ def strict_compat(request: Request, default: str) -> bool:
     return mode == "strict"
 
 
-async def parse_body(request: Request, model: type[M], *, endpoint: str, limit: int, strict: bool = False) -> M:
-    return parse_request(await read_body(request, limit), model, endpoint=endpoint, strict=strict)
+async def parse_body(request: Request, model: type[M], *, endpoint: str, settings: Settings) -> tuple[M, bool]:
+    """The request's wire model, under its compatibility mode; and whether that mode is strict."""
+    strict = strict_compat(request, settings.compat)
+    body = await read_body(request, settings.max_request_bytes)
+    return parse_request(body, model, endpoint=endpoint, strict=strict), strict
 
 
 async def respond(request: Request, reply: Reply, *, stream: bool, keepalive_s: float) -> Response:

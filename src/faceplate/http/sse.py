@@ -99,7 +99,6 @@ class EventStreamResponse(StreamingResponse):
     ) -> None:
         hdrs = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
         super().__init__(_with_keepalive(_framed(chunks, done), keepalive_s), media_type="text/event-stream", headers=hdrs)
-        self._chunks = chunks
         self._close = close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

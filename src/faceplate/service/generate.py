@@ -95,7 +95,7 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
     )
 
 
-async def completion(services: Services, principal: Principal, body: CompletionRequest, *, strict: bool = False) -> Reply:
+async def completion(services: Services, principal: Principal, body: CompletionRequest) -> Reply:
     engine = services.chat_engine(principal, body.model)
     rid = new_id("cmpl")
     requests = completion_requests(body, rid)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
-from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, Prepared, TextDelta, ToolCallDelta
+from faceplate.engines.base import ChatEngine, GenerationEvent, Prepared
 from faceplate.service.metering import Meter, status_of
 from faceplate.translate.common import Choices, Translator
 
@@ -23,14 +24,6 @@ async def _aclose(it: Any) -> None:
     if aclose is not None:
         with contextlib.suppress(Exception):
             await aclose()
-
-
-def _reindex(ev: GenerationEvent, offset: int) -> GenerationEvent:
-    if isinstance(ev, TextDelta):
-        return TextDelta(offset + ev.index, ev.text, ev.logprobs, ev.tokens)
-    if isinstance(ev, ToolCallDelta):
-        return ToolCallDelta(offset + ev.index, ev.call, ev.id, ev.name, ev.arguments)
-    return Finished(offset + ev.index, ev.reason, ev.completion_tokens, ev.cached_tokens)
 
 
 async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> AsyncIterator[GenerationEvent]:
@@ -59,7 +52,7 @@ async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> As
             elif isinstance(item, BaseException):
                 raise item
             else:
-                yield _reindex(item, i * n)
+                yield replace(item, index=i * n + item.index)
     finally:
         for t in tasks:
             t.cancel()

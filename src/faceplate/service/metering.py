@@ -53,8 +53,6 @@ class Meter:
     def headers(self) -> dict[str, str]:
         return self.lease.headers
 
-    reserved: int = 0
-
     def _total(self, prompt: int, completion: int, explicit: bool) -> int:
         tpm = self.principal.tpm
         if tpm and not explicit:
@@ -73,19 +71,18 @@ class Meter:
         except FaceplateError as exc:  # 429 (or 503: limiter down) is recorded too, with no tokens
             await self.finish(exc.status, 0, 0)
             raise
-        self.reserved = total
 
     async def reserve(self, prompt_tokens: int, completion: int, *, explicit: bool) -> None:
         """With the prompt counted: the size check, then the rest of the reservation (the caller settles on failure)."""
         self._check_size(prompt_tokens, completion, explicit)
-        total = self._total(prompt_tokens, completion, explicit)
-        extra = total - self.reserved
         lease = self.lease
-        if extra <= 0 or not isinstance(lease, BucketLease) or lease.give_back is None:
+        if not isinstance(lease, BucketLease) or lease.give_back is None:
+            return  # no token limit to hold
+        extra = self._total(prompt_tokens, completion, explicit) - lease.reserved
+        if extra <= 0:
             return
         more = await self.limiter.admit(replace(self.principal, rpm=None), extra)  # the token bucket alone
         lease.reserved += extra
-        self.reserved = total
         lease.headers.update({k: v for k, v in more.headers.items() if k.endswith("-tokens")})
 
     async def finish(self, status: int, prompt_tokens: int, completion_tokens: int) -> None:

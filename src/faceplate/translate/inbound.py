@@ -125,18 +125,12 @@ def _response_format(body: ChatCompletionRequest) -> ResponseFormat:
     return ResponseFormat()
 
 
-def _mentions_json(body: ChatCompletionRequest) -> bool:
-    for m in body.messages:
-        texts = [m.content] if isinstance(m.content, str) else [getattr(part, "text", "") for part in m.content or []]
-        if any("json" in t.lower() for t in texts):
-            return True
-    return False
-
-
 def chat_request(body: ChatCompletionRequest, request_id: str, *, strict: bool = False) -> tuple[ChatRequest, ToolsMode]:
     """``strict``: OpenAI's refusals too, such as json_object without the word "JSON" (the grammar
     makes that rule unnecessary here, and clients written for other servers break on it)."""
-    if strict and isinstance(body.response_format, ResponseFormatJsonObject) and not _mentions_json(body):
+    messages = tuple(_message(m, i) for i, m in enumerate(body.messages))
+    mentions_json = any("json" in (m.content or "").lower() for m in messages)
+    if strict and isinstance(body.response_format, ResponseFormatJsonObject) and not mentions_json:
         raise InvalidRequest(
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
             param="messages",
@@ -144,7 +138,7 @@ def chat_request(body: ChatCompletionRequest, request_id: str, *, strict: bool =
     tools, choice, mode, parallel = _tools(body)
     request = ChatRequest(
         request_id=request_id,
-        messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
+        messages=messages,
         sampling=sampling(
             body, max_tokens=body.completion_limit(), top_logprobs=(body.top_logprobs or 0) if body.logprobs else None
         ),

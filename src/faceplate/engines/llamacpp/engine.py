@@ -17,13 +17,13 @@ import llama_cpp as L
 from faceplate.config import ModelSpec, Settings
 from faceplate.engines.base import ChatRequest, CompletionRequest, CpuPool, GenerationEvent, SamplingParams, chat_capabilities
 from faceplate.engines.chat_template import ChatTemplate
+from faceplate.engines.fit import check_prompt_ids, fit
 from faceplate.engines.llamacpp.grammar import GrammarCompiler
 from faceplate.engines.llamacpp.model import ContextSettings, LlamaModel
 from faceplate.engines.llamacpp.prompt import PromptBuilder
 from faceplate.engines.llamacpp.request import TokenRequest
 from faceplate.engines.llamacpp.scheduler import Scheduler
 from faceplate.engines.toolcall_events import ToolCallEvents
-from faceplate.errors import ContextLengthExceeded, InvalidRequest
 from faceplate.structured.plan import plan
 
 DEFAULT_CTX_CAP = 8192
@@ -76,10 +76,9 @@ class LlamaCppEngine:
         return await cpu.run(self._prepare_completion, request)
 
     def _prepare_chat(self, request: ChatRequest) -> TokenRequest:
-        self._check_n(request.n)
         p = plan(request, template_supports_tools=self.template.supports_tools)
         tokens = self.prompts.tokens(p.messages, p.template_tools)
-        max_new = self._check_fit(request.sampling, len(tokens), param="messages")
+        max_new = self._fit(request.sampling, request.n, len(tokens), param="messages")
         grammar = self.grammars.compile(p.constraint.spec, p.constraint.param) if p.constraint else None
         return TokenRequest(
             request.request_id,
@@ -92,36 +91,21 @@ class LlamaCppEngine:
         )
 
     def _prepare_completion(self, request: CompletionRequest) -> TokenRequest:
-        self._check_n(request.n)
         if isinstance(request.prompt, str):
             tokens = self.model.tokenize(request.prompt, add_special=True, parse_special=False)
         else:
-            vocab = self.model.n_vocab
-            if any(t < 0 or t >= vocab for t in request.prompt):
-                raise InvalidRequest(f"Invalid 'prompt': token ids must be between 0 and {vocab - 1}.", param="prompt")
+            check_prompt_ids(request.prompt, self.model.n_vocab)
             tokens = list(request.prompt)
         echo = self.detokenize(tokens) if request.echo else ""
         if not tokens:  # no prompt: generate as from the start of a new document, as OpenAI does
             tokens = [self._document_start]
-        max_new = self._check_fit(request.sampling, len(tokens), param="prompt")
+        max_new = self._fit(request.sampling, request.n, len(tokens), param="prompt")
         return TokenRequest(
             request.request_id, tuple(tokens), request.sampling, request.n, echo_text=echo, max_new_tokens=max_new
         )
 
-    def _check_n(self, n: int) -> None:
-        if n > self.n_parallel:
-            raise InvalidRequest(f"n={n} is more than this model can generate at once ({self.n_parallel}).", param="n")
-
-    def _check_fit(self, params: SamplingParams, prompt_len: int, *, param: str) -> int:
-        """The prompt and max_tokens must fit the context; returns the most tokens a choice may generate."""
-        if prompt_len >= self.n_ctx:
-            raise ContextLengthExceeded(prompt_len, self.n_ctx, param=param)
-        if params.max_tokens is not None and prompt_len + params.max_tokens > self.n_ctx:
-            raise ContextLengthExceeded(prompt_len, self.n_ctx, requested=params.max_tokens, param=param)
-        for token, _ in params.logit_bias:
-            if token >= self.model.n_vocab:
-                raise InvalidRequest(f"Invalid logit_bias: token id {token} is outside the vocabulary.", param="logit_bias")
-        return params.max_tokens if params.max_tokens is not None else self.n_ctx - prompt_len
+    def _fit(self, params: SamplingParams, n: int, prompt_len: int, *, param: str) -> int:
+        return fit(params, n, prompt_len, n_ctx=self.n_ctx, n_vocab=self.model.n_vocab, max_n=self.n_parallel, param=param)
 
     def detokenize(self, tokens: list[int]) -> str:
         return b"".join(self.model.pieces[t] for t in tokens).decode(errors="replace")

@@ -349,9 +349,7 @@ class Scheduler:
         s.generated += 1
         self.counters.generated_tokens += 1
         params = job.request.params
-        limit = params.max_tokens
-        if job.request.max_new_tokens > 0:
-            limit = min(limit, job.request.max_new_tokens) if limit is not None else job.request.max_new_tokens
+        limit = job.request.max_new_tokens or params.max_tokens  # prepare sets the first: max_tokens or the room left
         events = outbox.setdefault(job, [])
         reason: str | None = None
         if token in self.model.eog and not params.ignore_eos:

@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from faceplate.api import admin, chat, completions, embeddings, health, models
+from faceplate.api import admin, chat, completions, conversations, embeddings, health, models, responses
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
 from faceplate.http.middleware import RequestIds
 from faceplate.http.sse import json_response
 from faceplate.service.services import Services
+from faceplate.service.stored_responses import start_upkeep
 
 log = logging.getLogger("faceplate.app")
 
@@ -64,6 +65,8 @@ def create_app(
         chat.routes,
         completions.routes,
         embeddings.routes,
+        responses.routes,
+        conversations.routes,
         admin.routes,
         *(extensions or []),
     ]
@@ -72,9 +75,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.registry.start()
+        upkeep = await start_upkeep(services)
         try:
             yield
         finally:
+            if upkeep is not None:
+                upkeep.cancel()
+            await services.runs.close()  # responses still running end as failed, and are stored so
             for hook in on_shutdown or []:
                 await hook()
             await services.registry.close()

@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch-invariant decoding: seeded output is the same alone or batched (slower; FACEPLATE_DETERMINISTIC)",
     )
+    serve.add_argument(
+        "--responses-ignore-unsupported-tools",
+        action="store_true",
+        default=None,
+        help="Responses API: drop hosted tools (web_search, file_search, ...) this server cannot run instead of "
+        "answering 400, as Codex needs (FACEPLATE_RESPONSES_IGNORE_UNSUPPORTED_TOOLS)",
+    )
+    serve.add_argument(
+        "--responses-retention-days",
+        type=float,
+        help="delete stored responses older than this many days (default 30; 0 keeps them; FACEPLATE_RESPONSES_RETENTION_DAYS)",
+    )
     serve.add_argument("--threads", type=int, help="CPU threads per model (default: all cores; FACEPLATE_THREADS)")
     serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
@@ -109,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
         "allowed_hosts": args.allowed_host or [],
         "deterministic": args.deterministic,
         "compat": args.compat,
+        "responses_ignore_unsupported_tools": args.responses_ignore_unsupported_tools,
+        "responses_retention_days": args.responses_retention_days,
         "threads": args.threads,
         "n_parallel": args.n_parallel,
         "max_queue": args.max_queue,

@@ -177,6 +177,16 @@ class Settings(BaseModel):
         False,
         description="batch-invariant decoding: a seeded request gives the same output alone or batched, at a speed cost",
     )
+    responses_ignore_unsupported_tools: bool = Field(
+        False,
+        description="Responses API: drop hosted tools this server cannot run (web_search, ...) instead of a 400 (for Codex)",
+    )
+    responses_retention_days: float = Field(
+        30.0, ge=0, description="stored responses older than this are deleted (0 keeps them forever)"
+    )
+    responses_stream_events: int = Field(
+        50_000, ge=100, description="stream events kept per background response, for resuming with starting_after"
+    )
     token_reservation: int = Field(
         512, ge=1, description="completion tokens reserved against a key's TPM when a request sets no max_tokens"
     )

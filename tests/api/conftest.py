@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
 from faceplate.service.services import Services
+from faceplate.store import Store
 
 API_KEY = "sk-api-test"
 
@@ -33,4 +35,37 @@ async def api(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test", headers={"authorization": f"Bearer {API_KEY}"}
     ) as client:
+        yield client
+
+
+OTHER_KEY = "sk-api-other"
+
+
+@pytest.fixture
+def stored(engine: FakeEngine, tmp_path: Path) -> Iterator[Services]:
+    """Services with a real SQLite store (responses, conversations) and two keys that own separate objects."""
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    keys = [API_KEY, OTHER_KEY]
+    yield Services(settings=Settings(api_keys=keys), registry=Registry([engine]), auth=Authenticator(keys), store=store)
+    store.close()
+
+
+def client_for(services: Services, key: str = API_KEY) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services)),
+        base_url="http://test",
+        headers={"authorization": f"Bearer {key}"},
+    )
+
+
+@pytest.fixture
+async def rapi(stored: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(stored) as client:
+        yield client
+    await stored.runs.close()
+
+
+@pytest.fixture
+async def other(stored: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(stored, OTHER_KEY) as client:
         yield client

@@ -34,6 +34,14 @@ class Principal:
     models: frozenset[str] | None = None  # None: every model
     rpm: int | None = None
     tpm: int | None = None
+    static_id: str | None = None  # a static key: a short hash of it, so each static key owns its own objects
+
+    @property
+    def owner(self) -> str:
+        """Who stored objects (responses, conversations) belong to: another key sees none of them."""
+        if self.key_id is not None:
+            return self.key_id
+        return f"static:{self.static_id}" if self.static_id else "anonymous"
 
     def check_model(self, model: str, served_as: str | None = None) -> None:
         """``served_as``: the model an alias names; a key allowed either name may use it."""
@@ -115,7 +123,7 @@ class Authenticator:
         for known in self._static:
             matched |= hmac.compare_digest(known, digest)
         if matched:
-            return Principal(key_id=None, name="static")
+            return Principal(key_id=None, name="static", static_id=digest[:16])
         if self._store is not None and could_be_stored_key(secret):
             principal = await self._store.principal_for_hash(digest)
             if principal is not None:

@@ -70,10 +70,10 @@ async def _with_keepalive(source: AsyncIterator[bytes], interval: float) -> Asyn
             await aclose()
 
 
-async def _framed(chunks: AsyncIterator[dict[str, Any]], done: bool) -> AsyncIterator[bytes]:
+async def _framed(chunks: AsyncIterator[dict[str, Any]], done: bool, named: bool) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
-            yield sse_event(chunk)
+            yield sse_event(chunk, chunk.get("type") if named else None)
     except FaceplateError as exc:
         yield sse_event(exc.body())
         return
@@ -96,9 +96,12 @@ class EventStreamResponse(StreamingResponse):
         keepalive_s: float,
         headers: dict[str, str] | None = None,
         done: bool = True,
+        named: bool = False,
     ) -> None:
+        """``done``: end with ``data: [DONE]`` (chat, completions); ``named``: an ``event:`` line equal to
+        each event's ``type`` (Responses, which sends no [DONE])."""
         hdrs = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
-        super().__init__(_with_keepalive(_framed(chunks, done), keepalive_s), media_type="text/event-stream", headers=hdrs)
+        super().__init__(_with_keepalive(_framed(chunks, done, named), keepalive_s), media_type="text/event-stream", headers=hdrs)
         self._close = close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

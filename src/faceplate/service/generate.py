@@ -18,13 +18,14 @@ from faceplate.errors import InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.protocol.completions import CompletionRequest
 from faceplate.service.generation import Reply, open_streams
-from faceplate.service.metering import Meter, status_of
+from faceplate.service.metering import status_of
 from faceplate.service.services import Services
 from faceplate.translate.chat import ChatTranslator
 from faceplate.translate.common import Translator, new_id
 from faceplate.translate.completions import CompletionTranslator
 from faceplate.translate.inbound import chat_request, completion_requests
 
+TranslatorFor = Translator | Callable[[list[Prepared]], Translator]  # a translator, or one made once prepared
 MAX_CHOICES = 128  # prompts x n in one request, as OpenAI caps n
 
 
@@ -38,24 +39,37 @@ def _completion_budget(services: Services, max_tokens: int | None, choices: int)
     return choices * (max_tokens if max_tokens is not None else services.settings.token_reservation)
 
 
-async def _metered_reply(
-    meter: Meter,
+async def metered(
+    services: Services,
+    principal: Principal,
     engine: ChatEngine,
-    prepare: Callable[[], Awaitable[list[Prepared]]],
-    translator: Callable[[list[Prepared]], Translator],
     *,
-    n: int,
-    completion: int,
-    explicit: bool,
-    include_usage: bool,
+    endpoint: str,
+    model: str,
+    estimate: int,
+    max_tokens: int | None,
+    choices: int,
+    prepare: Callable[[], Awaitable[list[Prepared]]],
+    translator: TranslatorFor | None = None,
+    n: int = 1,
+    include_usage: bool = False,
+    explicit: bool | None = None,
 ) -> Reply:
-    """Prepare (in the CPU pool), reserve with the real prompt, queue; any failure settles the meter."""
+    """Admit (estimate), prepare in the CPU pool, reserve with the real prompt, queue; any failure settles the meter.
+
+    ``choices``: completions generated in all (prompts x n), for the token reservation;
+    ``explicit``: whether the client set the token limit (default: ``max_tokens`` is set)."""
+    meter = services.meter(principal, endpoint, model)
+    explicit = max_tokens is not None if explicit is None else explicit
+    completion = _completion_budget(services, max_tokens, choices)
+    await meter.admit(estimate, completion, explicit=explicit)
     try:
         prepared = await prepare()
         prompt_tokens = sum(p.prompt_tokens for p in prepared)
         await meter.reserve(prompt_tokens, completion, explicit=explicit)
         streams = await open_streams(engine, prepared)
-        return Reply(meter, streams, translator(prepared), n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
+        shaped = translator(prepared) if callable(translator) else translator
+        return Reply(meter, streams, shaped, n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
     except BaseException as exc:
         await meter.finish(status_of(exc), 0, 0)
         raise
@@ -70,28 +84,26 @@ async def chat(services: Services, principal: Principal, body: ChatCompletionReq
     engine = services.chat_engine(principal, body.model)
     rid = new_id("chatcmpl")
     request, tools_mode = chat_request(body, rid, strict=strict)
-    meter = services.meter(principal, "/v1/chat/completions", body.model)
-    explicit = request.sampling.max_tokens is not None
-    completion = _completion_budget(services, request.sampling.max_tokens, request.n)
-    await meter.admit(estimate_prompt_tokens(request), completion, explicit=explicit)
+    include_usage = _include_usage(body)
 
     async def prepare() -> list[Prepared]:
         return [await engine.prepare_chat(request, services.cpu)]
 
-    def translator(prepared: list[Prepared]) -> Translator:
-        return ChatTranslator(
-            rid, body.model, request.n, bool(body.logprobs), include_usage=_include_usage(body), tools_mode=tools_mode
-        )
-
-    return await _metered_reply(
-        meter,
+    logprobs = bool(body.logprobs)
+    translator = ChatTranslator(rid, body.model, request.n, logprobs, include_usage=include_usage, tools_mode=tools_mode)
+    return await metered(
+        services,
+        principal,
         engine,
-        prepare,
-        translator,
+        endpoint="/v1/chat/completions",
+        model=body.model,
+        estimate=estimate_prompt_tokens(request),
+        max_tokens=request.sampling.max_tokens,
+        choices=request.n,
+        prepare=prepare,
+        translator=translator,
         n=request.n,
-        completion=completion,
-        explicit=explicit,
-        include_usage=_include_usage(body),
+        include_usage=include_usage,
     )
 
 
@@ -107,10 +119,6 @@ async def completion(services: Services, principal: Principal, body: CompletionR
             f"This model accepts at most {limit} prompts per request at n={n}.",
             param="prompt",
         )
-    meter = services.meter(principal, "/v1/completions", body.model)
-    explicit = body.max_tokens is not None
-    completion = _completion_budget(services, requests[0].sampling.max_tokens, n * len(requests))
-    await meter.admit(sum(len(r.prompt) // 4 + 1 for r in requests), completion, explicit=explicit)
 
     async def prepare() -> list[Prepared]:
         return [await engine.prepare_completion(r, services.cpu) for r in requests]
@@ -119,6 +127,18 @@ async def completion(services: Services, principal: Principal, body: CompletionR
         echo = [p.echo_text for p in prepared for _ in range(n)]
         return CompletionTranslator(rid, body.model, body.logprobs is not None, _include_usage(body), echo)
 
-    return await _metered_reply(
-        meter, engine, prepare, translator, n=n, completion=completion, explicit=explicit, include_usage=_include_usage(body)
+    return await metered(
+        services,
+        principal,
+        engine,
+        endpoint="/v1/completions",
+        model=body.model,
+        estimate=sum(len(r.prompt) // 4 + 1 for r in requests),
+        max_tokens=requests[0].sampling.max_tokens,
+        explicit=body.max_tokens is not None,
+        choices=n * len(requests),
+        prepare=prepare,
+        translator=translator,
+        n=n,
+        include_usage=_include_usage(body),
     )

@@ -83,7 +83,7 @@ class Reply:
         self,
         meter: Meter,
         streams: list[AsyncIterator[GenerationEvent]],
-        translator: Translator,
+        translator: Translator | None,
         *,
         n: int,
         prompt_tokens: int,
@@ -116,6 +116,7 @@ class Reply:
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The wire stream: opening chunks, one or more per event, the usage chunk when asked."""
+        assert self.translator is not None, "a reply without a translator gives events() only"
         for chunk in self.translator.opening():
             yield chunk
         events = self.events()
@@ -130,6 +131,7 @@ class Reply:
 
     async def collect(self) -> dict[str, Any]:
         """The non-streamed object: exactly the stream's events, collected."""
+        assert self.translator is not None, "a reply without a translator gives events() only"
         events = self.events()
         try:
             async for _ in events:

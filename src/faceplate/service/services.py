@@ -13,6 +13,7 @@ from faceplate.engines.base import ChatEngine, EmbeddingEngine
 from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.metering import Meter
+from faceplate.service.response_runs import Runs
 
 if TYPE_CHECKING:
     from faceplate.store import Store
@@ -27,6 +28,7 @@ class Services:
     usage: UsageSink = field(default_factory=NullUsage)
     store: Store | None = None  # keys and usage, for the admin API; None: no store
     cpu: CpuPool = field(default_factory=CpuPool)
+    runs: Runs = field(default_factory=Runs)  # Responses being generated in this process
 
     def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
         """The chat engine a name (model id or alias) stands for, if this principal may use it."""

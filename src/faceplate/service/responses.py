@@ -1,0 +1,247 @@
+"""The Responses API for a principal, with no HTTP in sight.
+
+    run = await create(services, principal, body)   # 4xx raised here, before any event
+    async for event in run.follow(): ...             # or: obj = await run.wait()
+
+``create`` does everything that can refuse the request first (model access, state fields,
+the stored context, tools, the rate limit, the prompt's fit), so those are HTTP errors,
+never a stream that fails. Only then is the response stored (``store``, the default) and
+its run started: a task that ends, whatever happens, with a terminal event and the final
+object persisted (see ``response_runs``).
+
+Context: ``previous_response_id`` continues from the stored chain (every turn's inputs and
+outputs, function calls included; never the old ``instructions``); ``conversation``
+prepends the conversation's items and appends this turn's input and output when it
+completes. Both are read once, when the request starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from faceplate.access.auth import Principal
+from faceplate.engines.base import ChatRequest, Prepared
+from faceplate.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from faceplate.protocol.response_items import ItemReference
+from faceplate.protocol.responses import CreateResponseRequest, ResponseInputFields
+from faceplate.service.generate import estimate_prompt_tokens, metered
+from faceplate.service.response_runs import ResponseRun
+from faceplate.service.services import Services
+from faceplate.store import BrokenChain, Store
+from faceplate.translate.response_items import Item, messages, stored_item
+from faceplate.translate.response_request import ToolPlan, sampling, text_format, tool_plan
+from faceplate.translate.responses import ResponseState, new_item_id
+
+ENDPOINT = "/v1/responses"
+
+
+def response_not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def require_store(services: Services) -> Store:
+    if services.store is None:
+        raise InvalidRequest("This server keeps no store: send 'store': false.", param="store")
+    return services.store
+
+
+def _previous_not_found(response_id: str, why: str = "not found") -> InvalidRequest:
+    return InvalidRequest(
+        f"Previous response with id '{response_id}' {why}.", param="previous_response_id", code="previous_response_not_found"
+    )
+
+
+async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None, set[str]]:
+    """The stored items this turn continues from, the conversation id, and the ids already in that conversation."""
+    if body.previous_response_id and body.conversation is not None:
+        raise InvalidRequest(
+            "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together.",
+            param="conversation",
+        )
+    if body.previous_response_id:
+        rid = body.previous_response_id
+        try:
+            turns = await asyncio.to_thread(require_store(services).responses.chain, rid, owner)
+        except BrokenChain as exc:
+            raise _previous_not_found(rid, f"continues from response '{exc.missing_id}', which was deleted") from None
+        if not turns:
+            raise _previous_not_found(rid)
+        last = await asyncio.to_thread(require_store(services).responses.get, rid, owner)
+        if last is not None and last.status in ("queued", "in_progress"):
+            raise _previous_not_found(rid, "has not finished yet")
+        return [item for t in turns for item in (*t.inputs, *t.outputs)], None, set()
+    cid = body.conversation_id()
+    if cid is None:
+        return [], None, set()
+    store = require_store(services)
+    items = await asyncio.to_thread(store.conversations.items, cid, owner)
+    if items is None:
+        raise NotFound(f"Conversation with id '{cid}' not found.", param="conversation")
+    return items, cid, {str(i["id"]) for i in items}
+
+
+async def stored_inputs(services: Services, owner: str, wire: list[Any], param: str) -> list[Item]:
+    """Wire input items as stored items; ``item_reference`` items are looked up among the owner's items."""
+    refs = {it.id for it in wire if isinstance(it, ItemReference)}
+    found: dict[str, Item | None] = {}
+    if refs:
+        store = require_store(services)
+        for ref in refs:
+            found[ref] = await asyncio.to_thread(store.responses.find_item, owner, ref)
+    return [stored_item(it, f"{param}[{i}]", found.get) for i, it in enumerate(wire)]
+
+
+def _object(
+    rid: str, body: CreateResponseRequest, *, status: str, store: bool, plan: ToolPlan, text: dict[str, Any]
+) -> dict[str, Any]:
+    cid = body.conversation_id()
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "background": bool(body.background),
+        "completed_at": None,
+        "conversation": {"id": cid} if cid else None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": body.max_tool_calls,
+        "metadata": dict(body.metadata or {}),
+        "model": body.model,
+        "output": [],
+        "parallel_tool_calls": plan.parallel,
+        "previous_response_id": body.previous_response_id,
+        "prompt_cache_key": body.prompt_cache_key,
+        "reasoning": {"effort": None, "summary": None},
+        "safety_identifier": body.safety_identifier,
+        "service_tier": "default",
+        "store": store,
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "text": text,
+        "tool_choice": plan.choice_echo,
+        "tools": plan.echo,
+        "top_logprobs": body.top_logprobs or 0,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "truncation": body.truncation or "disabled",
+        "usage": None,
+        "user": body.user,
+    }
+
+
+def _fits(items: list[Item]) -> list[Item]:
+    """``truncation: auto``: drop the oldest quarter of the items, never starting at a tool result."""
+    rest = items[max(1, len(items) // 4) :]
+    while rest and rest[0].get("type") in ("function_call_output", "custom_tool_call_output"):
+        rest = rest[1:]
+    return rest
+
+
+async def create(services: Services, principal: Principal, body: CreateResponseRequest, *, strict: bool = False) -> ResponseRun:
+    store = body.store is not False
+    if body.background and not store:
+        raise InvalidRequest("Background responses must be stored: 'background' needs 'store' true.", param="background")
+    if store:
+        require_store(services)
+    engine = services.chat_engine(principal, body.model)
+    owner = principal.owner
+    context, cid, known = await load_context(services, owner, body)
+    inputs = await stored_inputs(services, owner, body.items(), "input")
+    plan = tool_plan(body, ignore_unsupported=services.settings.responses_ignore_unsupported_tools)
+    fmt, text = text_format(body)
+    rid = new_item_id("resp")
+    parallel = plan.parallel and body.max_tool_calls != 1
+    request = ChatRequest(
+        request_id=rid,
+        messages=tuple(messages([*context, *inputs], body.instructions)),
+        sampling=sampling(body),
+        tools=plan.tools,
+        tool_choice=plan.choice,
+        parallel_tool_calls=parallel,
+        response_format=fmt,
+    )
+
+    current = [request]  # truncation may replace it
+
+    async def prepare() -> list[Prepared]:
+        return await _prepare_truncating(services, engine, current, [*context, *inputs], body)
+
+    reply = await metered(
+        services,
+        principal,
+        engine,
+        endpoint=ENDPOINT,
+        model=body.model,
+        estimate=estimate_prompt_tokens(request),
+        max_tokens=request.sampling.max_tokens,
+        choices=1,
+        prepare=prepare,
+    )
+    status = "queued" if body.background else "in_progress"
+    state = ResponseState(
+        _object(rid, body, status=status, store=store, plan=plan, text=text),
+        logprobs=request.sampling.top_logprobs is not None,
+        custom_tools=plan.custom,
+        max_tool_calls=body.max_tool_calls,
+    )
+    persist = None
+    if store:
+        persist = _persister(services, inputs, cid, known)
+        try:
+            await asyncio.to_thread(
+                services.store.responses.create,  # type: ignore[union-attr]
+                id=rid,
+                owner=owner,
+                object=state.snapshot(),
+                background=bool(body.background),
+                previous_response_id=body.previous_response_id,
+                conversation_id=cid,
+                input_items=inputs,
+            )
+        except BaseException:
+            await reply.aclose()
+            raise
+    run = ResponseRun(state, reply, owner, bool(body.background), persist, max_events=services.settings.responses_stream_events)
+    services.runs.add(run)
+    return run
+
+
+async def _prepare_truncating(
+    services: Services, engine: Any, request: list[ChatRequest], items: list[Item], body: CreateResponseRequest
+) -> list[Prepared]:
+    """Prepare; with ``truncation: auto``, drop the oldest items until the prompt fits (else the 400 names ``input``)."""
+    while True:
+        try:
+            return [await engine.prepare_chat(request[0], services.cpu)]
+        except ContextLengthExceeded as exc:
+            if body.truncation != "auto" or len(items) <= 1:
+                exc.param = "input"
+                raise
+            items = _fits(items)
+            request[0] = replace(request[0], messages=tuple(messages(items, body.instructions)))
+
+
+def _persister(services: Services, inputs: list[Item], cid: str | None, known: set[str]) -> Any:
+    async def persist(run: ResponseRun) -> None:
+        obj = run.state.snapshot()
+        appended: list[Item] = []
+        if cid is not None and obj["status"] in ("completed", "incomplete"):
+            seen = set(known)
+            for item in (*inputs, *obj["output"]):
+                if item["id"] not in seen:
+                    seen.add(item["id"])
+                    appended.append(item)
+        await asyncio.to_thread(
+            services.store.responses.finish,  # type: ignore[union-attr]
+            run.id,
+            object=obj,
+            output_items=obj["output"],
+            events=run.events if run.background else None,
+            conversation_items=appended,
+        )
+
+    return persist

@@ -16,12 +16,56 @@ import httpx2
 
 from tests import spec
 
+Check = Callable[[Any], None]
 
-def schema_for(method: str, path: str, status: int, streaming: bool) -> Callable[[Any], None] | None:
+
+def _responses_route(method: str, rest: list[str], streaming: bool) -> Check | None:
+    """/v1/responses[/...]: ``rest`` is what follows 'responses'."""
+    response = spec.validate_response_event if streaming else spec.validate_response
+    match rest:
+        case [] if method == "POST":
+            return response
+        case ["input_tokens"]:  # a route of its own, never a response id
+            return spec.validate_input_tokens if method == "POST" else None
+        case [_] if method == "GET":  # retrieve, or with ?stream=true a replay
+            return response
+        case [_, "cancel"] if method == "POST":
+            return spec.validate_response
+        case [_, "input_items"] if method == "GET":
+            return spec.validate_response_item_list
+    return None  # DELETE /responses/{id}: the spec gives no 200 schema
+
+
+def _conversations_route(method: str, rest: list[str]) -> Check | None:
+    """/v1/conversations[/...]: ``rest`` is what follows 'conversations'."""
+    match rest:
+        case [] if method == "POST":
+            return spec.validate_conversation
+        case [_] if method in ("GET", "POST"):
+            return spec.validate_conversation
+        case [_] if method == "DELETE":
+            return spec.validate_conversation_deleted
+        case [_, "items"] if method in ("GET", "POST"):
+            return spec.validate_conversation_item_list
+        case [_, "items", _] if method == "GET":
+            return spec.validate_conversation_item
+        case [_, "items", _] if method == "DELETE":
+            return spec.validate_conversation  # OpenAI answers an item delete with the conversation
+    return None
+
+
+def schema_for(method: str, path: str, status: int, streaming: bool) -> Check | None:
     """The validator for one response (or one stream event), by route."""
     if status >= 400:
         return spec.validate_error
     path = path.split("?")[0].rstrip("/")
+    # First: an id in these paths could otherwise end in a name the suffix checks below match.
+    segments = path.split("/")
+    head = segments[:3]  # "/v1/responses/..." or, without the version prefix, "/responses/..."
+    if "responses" in head:
+        return _responses_route(method, segments[head.index("responses") + 1 :], streaming)
+    if "conversations" in head:
+        return _conversations_route(method, segments[head.index("conversations") + 1 :])
     if path.endswith("/chat/completions") and method == "POST":
         return spec.validate_chat_chunk if streaming else spec.validate_chat_completion
     if path.endswith("/completions") and method == "POST":
@@ -52,6 +96,7 @@ class _ValidatingStream(httpx2.SyncByteStream):
 
     def _event(self, raw: bytes) -> None:
         data_lines = [line[5:].lstrip() for line in raw.split(b"\n") if line.startswith(b"data:")]
+        names = [line[6:].strip().decode() for line in raw.split(b"\n") if line.startswith(b"event:")]
         if not data_lines:
             assert all(line.startswith(b":") or line.startswith(b"event:") for line in raw.split(b"\n") if line), raw
             return
@@ -60,6 +105,10 @@ class _ValidatingStream(httpx2.SyncByteStream):
             return
         obj = json.loads(data)
         self._log.append(obj)
+        if names:
+            # Responses SSE: `event:` names the type; the SDKs dispatch on either, so they must agree.
+            kind = obj.get("type") if isinstance(obj, dict) else None
+            assert names[-1] == kind, f"SSE event name {names[-1]!r} differs from the data's type {kind!r}: {raw[:300]!r}"
         if isinstance(obj, dict) and "error" in obj:
             spec.validate_error(obj)
         else:

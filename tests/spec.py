@@ -384,3 +384,42 @@ def validate_model(body: Any, profile: Profile = "lenient") -> None:
 
 def validate_model_list(body: Any, profile: Profile = "lenient") -> None:
     validate(body, "ListModelsResponse", profile)
+
+
+def validate_response(body: Any, profile: Profile = "lenient") -> None:
+    """A Responses API ``Response`` (create, retrieve, cancel). ``usage: null`` / ``user: null`` pass only leniently."""
+    validate(body, "Response", profile)
+
+
+def validate_response_event(event: Any, profile: Profile = "lenient") -> None:
+    """One Responses SSE event, and its integer ``sequence_number`` checked outright (clients order and resume by it)."""
+    validate(event, "ResponseStreamEvent", profile)
+    seq = event.get("sequence_number") if isinstance(event, dict) else None
+    # bool is an int in Python but not in JSON: true must not pass as a sequence number.
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        shown = _short(json.dumps(event, default=repr))
+        raise AssertionError(f"ResponseStreamEvent: sequence_number must be an integer, got {seq!r} in {shown}")
+
+
+def validate_response_item_list(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "ResponseItemList", profile)
+
+
+def validate_input_tokens(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "TokenCountsResource", profile)
+
+
+def validate_conversation(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "ConversationResource", profile)
+
+
+def validate_conversation_deleted(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "DeletedConversationResource", profile)
+
+
+def validate_conversation_item_list(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "ConversationItemList", profile)
+
+
+def validate_conversation_item(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "ConversationItem", profile)

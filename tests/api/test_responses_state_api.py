@@ -114,6 +114,9 @@ async def test_a_conversation_prepends_its_items_and_appends_the_turn(rapi: http
 async def test_conversation_crud_and_items(rapi: httpx.AsyncClient, other: httpx.AsyncClient) -> None:
     conv = (await rapi.post("/v1/conversations", json={})).json()
     cid = conv["id"]
+    empty = (await rapi.get(f"/v1/conversations/{cid}/items")).json()
+    spec.validate(empty, "ConversationItemList")  # first_id/last_id are strings even for an empty page
+    assert empty["data"] == [] and not empty["has_more"]
     r = await rapi.post(f"/v1/conversations/{cid}", json={"metadata": {"topic": "x"}})
     assert r.status_code == 200 and r.json()["metadata"] == {"topic": "x"}
     added = await rapi.post(f"/v1/conversations/{cid}/items", json={"items": [{"role": "user", "content": "q"}]})

@@ -124,8 +124,9 @@ async def input_items(services: Services, principal: Principal, response_id: str
 
 
 def item_list(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    first = items[0]["id"] if items else None
-    last = items[-1]["id"] if items else None
+    """The spec makes ``first_id``/``last_id`` strings even for an empty page (SDK strict mode too): "" then."""
+    first = items[0]["id"] if items else ""
+    last = items[-1]["id"] if items else ""
     return {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": has_more}
 
 

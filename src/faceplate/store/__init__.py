@@ -1,17 +1,19 @@
-"""The store: API keys and usage, SQLite by default, PostgreSQL by URL.
+"""The store: API keys, usage, stored responses and conversations; SQLite by default,
+PostgreSQL by URL.
 
 ``Store.open(url)`` creates the engine (and the SQLite file's folder), applies pending
-migrations, and hands out the per-table stores. Files, batches and responses will live
-here too.
+migrations, and hands out the per-table stores. Files and batches will live here too.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from faceplate.store.conversations import Conversation, ConversationStore, DuplicateItem
 from faceplate.store.db import normalize_url, open_engine
 from faceplate.store.keys import ApiKey, CachedKeyLookup, KeyStore, generate_secret, parse_duration, parse_time
 from faceplate.store.migrations import migrate
+from faceplate.store.responses import BrokenChain, ResponseStore, StoredResponse, Turn
 from faceplate.store.usage import UsageStore
 
 
@@ -20,6 +22,8 @@ class Store:
         self.engine = engine
         self.keys = KeyStore(engine)
         self.usage = UsageStore(engine)
+        self.responses = ResponseStore(engine)
+        self.conversations = ConversationStore(engine)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -38,9 +42,16 @@ class Store:
 
 __all__ = [
     "ApiKey",
+    "BrokenChain",
     "CachedKeyLookup",
+    "Conversation",
+    "ConversationStore",
+    "DuplicateItem",
     "KeyStore",
+    "ResponseStore",
     "Store",
+    "StoredResponse",
+    "Turn",
     "UsageStore",
     "generate_secret",
     "normalize_url",

@@ -2,12 +2,13 @@
 
 Times are Unix seconds (float) in UTC, so SQLite and PostgreSQL compare them the same way;
 ``usage.day`` (``YYYY-MM-DD``, UTC) is written with each row so reports group by day
-without dialect-specific date functions.
+without dialect-specific date functions. Responses, conversations and their items are
+kept as compact JSON text (the OpenAI wire shapes); only ids, owners and status are columns.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Double, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Double, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -47,4 +48,51 @@ usage = Table(
     Column("latency_ms", Double, nullable=False),
     Column("created", Double, nullable=False),
     Column("day", String(10), nullable=False),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),  # the API key's identity; other owners never see the row
+    Column("status", String(32), nullable=False),  # object["status"], a column so startup finds the unfinished
+    Column("background", Boolean, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("previous_response_id", String(64), nullable=True),
+    Column("conversation_id", String(64), nullable=True),
+    Column("object", Text, nullable=False),  # the Response JSON as last written
+    Column("events", Text, nullable=True),  # JSON array of stream events (background streams)
+)
+
+response_items = Table(
+    "response_items",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("response_id", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # 'input' | 'output'
+    Column("position", Integer, nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("item", Text, nullable=False),
+    UniqueConstraint("response_id", "kind", "position", name="uq_response_items_position"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON object of strings
+)
+
+conversation_items = Table(
+    "conversation_items",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),  # the order
+    Column("conversation_id", String(64), nullable=False),
+    Column("item_id", String(64), nullable=False),
+    Column("item", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item"),
 )

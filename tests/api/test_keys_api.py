@@ -303,3 +303,21 @@ async def test_usage_is_recorded_for_every_request(svc: Services, client: httpx.
     assert err["param"] == "by"
     err = assert_error(await client.get("/admin/usage?since=yesterday", headers=admin()), 400, None)
     assert err["param"] == "since"
+
+
+async def test_responses_are_limited_metered_and_owned_like_everything_else(svc: Services, client: httpx.AsyncClient) -> None:
+    key_id, auth = new_key(svc, name="agent", rpm=2)
+    _, other = new_key(svc, name="someone-else")
+    body = {"model": "fake-model", "input": "hi", "max_output_tokens": 16}
+    first = await client.post("/v1/responses", json=body, headers=auth)
+    assert first.status_code == 200 and first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert (await client.post("/v1/responses", json={**body, "stream": True}, headers=auth)).status_code == 200
+    r = await client.post("/v1/responses", json={**body, "stream": True}, headers=auth)
+    assert_error(r, 429, "rate_limit_exceeded", "requests")  # JSON before any event, like chat
+    assert r.headers["content-type"].startswith("application/json")
+    assert (await client.get(f"/v1/responses/{first.json()['id']}", headers=other)).status_code == 404
+    r = await client.get("/admin/usage", params={"by": "key"}, headers=admin())
+    row = next(x for x in r.json()["data"] if x["key"] == key_id)
+    assert row["requests"] == 3 and row["errors"] == 1
+    usage = first.json()["usage"]
+    assert row["prompt_tokens"] >= usage["input_tokens"] and row["completion_tokens"] >= usage["output_tokens"] > 0

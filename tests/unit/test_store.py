@@ -8,7 +8,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,6 @@ from faceplate.store.db import open_engine
 from faceplate.store.keys import SECRET_PREFIX
 from faceplate.store.migrations import MIGRATIONS, SchemaTooNew, applied_versions, migrate
 from faceplate.store.schema import api_keys, schema_migrations
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'nested' / 'faceplate.db'}"
-    return str(request.getfixturevalue("pg_database"))
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def test_normalize_url() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,20 +12,6 @@ from faceplate.store import Conversation, DuplicateItem, Store
 from faceplate.store.schema import conversation_items, conversations
 
 A, B = "key_alice", "key_bob"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'faceplate.db'}"
-    return str(request.getfixturevalue("pg_database"))
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def msg(id: str, text: str = "hi") -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,6 @@ from faceplate.store.migrations import MIGRATIONS, applied_versions, migrate
 from faceplate.store.schema import conversation_items, metadata, response_items, responses
 
 A, B = "key_alice", "key_bob"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'faceplate.db'}"
-    return str(request.getfixturevalue("pg_database"))
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
 
 
 def msg(id: str, text: str, role: str = "user") -> dict[str, Any]:

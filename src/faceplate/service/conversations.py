@@ -17,7 +17,7 @@ from faceplate.protocol.conversations import CreateConversationItemsRequest, Cre
 from faceplate.protocol.paging import Page
 from faceplate.service.responses import require_store, stored_inputs
 from faceplate.service.services import Services
-from faceplate.service.stored_responses import item_list
+from faceplate.service.stored_responses import item_list, paged
 from faceplate.store import Conversation, DuplicateItem
 from faceplate.translate.responses import new_item_id
 
@@ -92,17 +92,10 @@ async def add_items(
 
 
 async def list_items(services: Services, principal: Principal, conversation_id: str, page: Page) -> dict[str, Any]:
-    found = await asyncio.to_thread(
-        require_store(services).conversations.list_items,
-        conversation_id,
-        principal.owner,
-        limit=page.limit,
-        order=page.order,
-        after=page.after,
-    )
+    found = await paged(require_store(services).conversations.list_items, conversation_id, principal, page)
     if found is None:
         raise _not_found(conversation_id)
-    return item_list(*found)
+    return found
 
 
 async def get_item(services: Services, principal: Principal, conversation_id: str, item_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from faceplate.access.auth import Principal
@@ -109,18 +109,18 @@ async def delete(services: Services, principal: Principal, response_id: str) -> 
 
 
 async def input_items(services: Services, principal: Principal, response_id: str, page: Page) -> dict[str, Any]:
-    found = await asyncio.to_thread(
-        require_store(services).responses.input_items,
-        response_id,
-        principal.owner,
-        limit=page.limit,
-        order=page.order,
-        after=page.after,
-    )
+    found = await paged(require_store(services).responses.input_items, response_id, principal, page)
     if found is None:
         raise response_not_found(response_id)
-    items, has_more = found
-    return item_list(items, has_more)
+    return found
+
+
+async def paged(
+    lister: Callable[..., tuple[list[dict[str, Any]], bool] | None], parent_id: str, principal: Principal, page: Page
+) -> dict[str, Any] | None:
+    """One page of a stored list (a response's input items, a conversation's items); None if the parent is not the caller's."""
+    found = await asyncio.to_thread(lister, parent_id, principal.owner, limit=page.limit, order=page.order, after=page.after)
+    return None if found is None else item_list(*found)
 
 
 def item_list(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:

@@ -211,6 +211,23 @@ async def test_tools_this_server_cannot_run_are_a_clean_400_unless_ignored(store
     assert [t["type"] for t in r.json()["tools"]] == ["function"]
 
 
+async def test_custom_tool_grammars_regex_is_enforced_lark_refused_unless_ignored(stored: Services, engine: FakeEngine) -> None:
+    spy = Spy(engine)
+    regex = {"type": "custom", "name": "code", "format": {"type": "grammar", "syntax": "regex", "definition": "[0-9]{4}"}}
+    lark = {"type": "custom", "name": "patch", "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    async with client_for(stored) as api:
+        r = await api.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [regex], "store": False})
+        assert r.status_code == 200, r.text
+        assert spy.requests[-1].tools[0].parameters["properties"]["input"]["pattern"] == "[0-9]{4}"
+        r = await api.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [lark]})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].format.syntax"
+    stored.settings = stored.settings.model_copy(update={"responses_ignore_unsupported_tools": True})
+    async with client_for(stored) as api:
+        r = await api.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [lark], "store": False})
+    assert r.status_code == 200, r.text
+    assert spy.requests[-1].tools[0].parameters["properties"]["input"] == {"type": "string"}
+
+
 @pytest.mark.parametrize(
     ("body", "param", "code"),
     [

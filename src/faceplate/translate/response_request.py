@@ -44,16 +44,20 @@ class ToolPlan:
     choice_echo: Any
 
 
-def _custom_schema(tool: CustomTool, param: str) -> dict[str, Any]:
+def _custom_schema(tool: CustomTool, param: str, *, ignore_unsupported: bool) -> dict[str, Any]:
     text: dict[str, Any] = {"type": "string"}
     fmt = tool.format
     if isinstance(fmt, CustomToolFormatGrammar):
-        if fmt.syntax != "regex":
+        if fmt.syntax == "regex":
+            text["pattern"] = fmt.definition
+        elif ignore_unsupported:  # Codex's apply_patch: free text rather than a refusal, said in the log
+            log.warning("responses: custom tool %r: its %s grammar is not enforced (free text)", tool.name, fmt.syntax)
+        else:
             raise InvalidRequest(
-                f"Custom tool grammars of syntax '{fmt.syntax}' are not supported; use syntax 'regex' or format 'text'.",
+                f"Custom tool grammars of syntax '{fmt.syntax}' are not supported; use syntax 'regex' or format 'text'. "
+                "(A server started with --responses-ignore-unsupported-tools runs such tools as free text instead.)",
                 param=f"{param}.format.syntax",
             )
-        text["pattern"] = fmt.definition
     return {"type": "object", "properties": {"input": text}, "required": ["input"], "additionalProperties": False}
 
 
@@ -73,7 +77,7 @@ def tool_plan(body: ResponseInputFields, *, ignore_unsupported: bool) -> ToolPla
             shown = {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
             shown["strict"] = True if t.strict is None else t.strict
         elif isinstance(t, CustomTool):
-            tool = Tool(t.name, t.description, _custom_schema(t, param))
+            tool = Tool(t.name, t.description, _custom_schema(t, param, ignore_unsupported=ignore_unsupported))
             shown = t.model_dump(exclude_none=True)
         else:
             if not ignore_unsupported:

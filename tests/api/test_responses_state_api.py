@@ -12,9 +12,12 @@ import httpx
 import pytest
 
 from faceplate.engines.fake import FakeEngine
+from faceplate.engines.registry import Registry
 from faceplate.service.services import Services
 from faceplate.service.stored_responses import start_upkeep
+from faceplate.store.schema import responses as responses_table
 from tests import spec
+from tests.api.conftest import client_for
 from tests.api.test_responses_api import Spy, check_stream, sse
 
 
@@ -207,24 +210,51 @@ async def test_a_background_stream_resumes_after_a_drop(rapi: httpx.AsyncClient,
     assert replay == seen + rest  # a replay after the end keeps the original numbers
 
 
-async def test_a_restart_marks_unfinished_responses_failed(stored: Services, rapi: httpx.AsyncClient) -> None:
+async def test_responses_of_a_stopped_process_are_failed_a_live_ones_are_not(stored: Services, rapi: httpx.AsyncClient) -> None:
     obj = await _create(rapi, input="hi")
-    running = {**obj, "id": "resp_left_running", "status": "in_progress", "output": [], "usage": None}
     assert stored.store is not None
-    stored.store.responses.create(
-        id=running["id"],
-        owner="static:" + _static_id(),
-        object=running,
-        background=True,
-        previous_response_id=None,
-        conversation_id=None,
-        input_items=[],
-    )
-    await start_upkeep(stored)
-    got = (await rapi.get(f"/v1/responses/{running['id']}")).json()
+    for rid, beat in (("resp_left_running", time.time() - 3600), ("resp_other_replica", time.time())):
+        running = {**obj, "id": rid, "status": "in_progress", "output": [], "usage": None}
+        stored.store.responses.create(
+            id=rid,
+            owner="static:" + _static_id(),
+            object=running,
+            background=True,
+            previous_response_id=None,
+            conversation_id=None,
+            input_items=[],
+            runner="another-process",
+        )
+        with stored.store.engine.begin() as conn:
+            conn.execute(responses_table.update().where(responses_table.c.id == rid).values(heartbeat_at=beat))
+    upkeep = await start_upkeep(stored)
+    assert upkeep is not None
+    upkeep.cancel()
+    got = (await rapi.get("/v1/responses/resp_left_running")).json()
     spec.validate(got, "Response")
     assert got["status"] == "failed" and got["error"]["code"] == "server_error"
+    assert (await rapi.get("/v1/responses/resp_other_replica")).json()["status"] == "in_progress"  # its runner is alive
     assert (await rapi.get(f"/v1/responses/{obj['id']}")).json()["status"] == "completed"
+
+
+async def test_a_cancel_reaches_the_replica_that_runs_the_response(stored: Services, engine: FakeEngine) -> None:
+    engine.delay_s = 0.05
+    engine.words = 1000
+    registry = Registry([FakeEngine("fake-model")])
+    replica = Services(settings=stored.settings, registry=registry, auth=stored.auth, store=stored.store)
+    upkeep = await start_upkeep(stored)  # the runner's heartbeat carries the cancel
+    try:
+        async with client_for(stored) as runner, client_for(replica) as other:
+            made = await _create(runner, input="hi", background=True)
+            await _until(runner, made["id"], {"in_progress"})
+            r = await other.post(f"/v1/responses/{made['id']}/cancel")
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == "cancelled"
+            assert engine.cancelled == 1 and engine.running == 0
+    finally:
+        assert upkeep is not None
+        upkeep.cancel()
+        await stored.runs.close()
 
 
 def _static_id() -> str:

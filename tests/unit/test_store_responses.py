@@ -111,10 +111,26 @@ def test_update_and_finish_are_idempotent(store: Store) -> None:
     assert turn.outputs == outputs
     assert count(store, response_items) == 3  # one input, two outputs: the retry added nothing
 
-    store.responses.finish("resp_1", object=done, output_items=outputs[:1])  # a later finish replaces the outputs
+    failed = obj("resp_1", "failed")
+    store.responses.finish("resp_1", object=failed, output_items=outputs[:1])  # a terminal status never changes
     [turn] = store.responses.chain("resp_1", A)
-    assert turn.outputs == outputs[:1]
-    assert store.responses.get("resp_1", A).events is None  # type: ignore[union-attr]
+    assert turn.outputs == outputs
+    assert store.responses.get("resp_1", A).object == done  # type: ignore[union-attr]
+
+
+def test_heartbeats_keep_a_live_runners_responses_and_carry_cancels(store: Store) -> None:
+    make(store, "resp_live", status="in_progress", background=True)
+    make(store, "resp_quiet", status="in_progress", background=True)
+    with store.engine.begin() as conn:
+        conn.execute(responses.update().values(runner="r1", heartbeat_at=1000.0))
+    assert store.responses.heartbeat("r1", ["resp_live"], now=2000.0) == []
+    assert store.responses.heartbeat("r2", ["resp_quiet"], now=2000.0) == []  # another runner's row is not refreshed
+    assert store.responses.fail_unfinished("quiet", now=2001.0, stale_before=1500.0) == ["resp_quiet"]
+    assert store.responses.get("resp_live", A).status == "in_progress"  # type: ignore[union-attr]
+    assert not store.responses.request_cancel("resp_live", B)  # another owner cannot
+    assert store.responses.request_cancel("resp_live", A)
+    assert store.responses.heartbeat("r1", ["resp_live"], now=2002.0) == ["resp_live"]
+    assert not store.responses.request_cancel("resp_quiet", A)  # finished: nothing to cancel
 
 
 def test_a_deleted_response_stays_deleted(store: Store) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ class ResponseRun:
     owner: str
     background: bool
     persist: Persist | None  # None: store=false, nothing is written
+    started: Persist | None = None  # a background run, once in progress: the store says so too (other replicas read it)
     max_events: int = 50_000
     events: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
@@ -79,6 +81,8 @@ class ResponseRun:
         events = self.reply.events()
         try:
             self._emit(self.state.in_progress())
+            if self.started is not None:
+                await self.started(self)
             reason = "stop"
             async for ev in events:
                 self._emit(self.state.feed(ev))
@@ -166,10 +170,15 @@ class ResponseRun:
 
 
 class Runs:
-    """The runs in flight in this process, by response id."""
+    """The runs in flight in this process, by response id; ``runner`` names this process in the store."""
 
     def __init__(self) -> None:
         self._runs: dict[str, ResponseRun] = {}
+        self.runner = uuid.uuid4().hex
+
+    def stored(self) -> list[ResponseRun]:
+        """The runs whose rows this process heartbeats (store=false runs have none)."""
+        return [r for r in self._runs.values() if r.persist is not None and not r.finished]
 
     def add(self, run: ResponseRun) -> None:
         self._runs[run.id] = run

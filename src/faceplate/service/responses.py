@@ -188,9 +188,10 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
         custom_tools=plan.custom,
         max_tool_calls=body.max_tool_calls,
     )
-    persist = None
+    persist = started = None
     if store:
         persist = _persister(services, inputs, cid, known)
+        started = _progress(services) if body.background else None
         try:
             await asyncio.to_thread(
                 services.store.responses.create,  # type: ignore[union-attr]
@@ -201,11 +202,13 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
                 previous_response_id=body.previous_response_id,
                 conversation_id=cid,
                 input_items=inputs,
+                runner=services.runs.runner,
             )
         except BaseException:
             await reply.aclose()
             raise
-    run = ResponseRun(state, reply, owner, bool(body.background), persist, max_events=services.settings.responses_stream_events)
+    limit = services.settings.responses_stream_events
+    run = ResponseRun(state, reply, owner, bool(body.background), persist, started, max_events=limit)
     services.runs.add(run)
     return run
 
@@ -223,6 +226,13 @@ async def _prepare_truncating(
                 raise
             items = _fits(items)
             request[0] = replace(request[0], messages=tuple(messages(items, body.instructions)))
+
+
+def _progress(services: Services) -> Any:
+    async def started(run: ResponseRun) -> None:
+        await asyncio.to_thread(services.store.responses.update, run.id, run.state.snapshot())  # type: ignore[union-attr]
+
+    return started
 
 
 def _persister(services: Services, inputs: list[Item], cid: str | None, known: set[str]) -> Any:

@@ -22,13 +22,19 @@ from faceplate.protocol.responses import InputTokensRequest
 from faceplate.service.response_runs import OffsetLost
 from faceplate.service.responses import load_context, require_store, response_not_found, stored_inputs
 from faceplate.service.services import Services
+from faceplate.store import Store
+from faceplate.store.responses import UNFINISHED
 from faceplate.translate.response_items import messages
 from faceplate.translate.response_request import text_format, tool_plan
 
 log = logging.getLogger("faceplate.responses")
 
-RESTARTED = "The server restarted before this response finished."
+RESTARTED = "The server generating this response stopped before it finished."
+HEARTBEAT_S = 1.0  # how often a process says which responses it is generating
+STALE_S = 10.0  # a response whose process said nothing for this long is failed
+SWEEP_S = 5.0
 PURGE_EVERY_S = 3600.0
+CANCEL_WAIT_S = 10.0  # how long a cancel through another replica waits for the result
 
 
 async def retrieve(services: Services, principal: Principal, response_id: str) -> dict[str, Any]:
@@ -60,7 +66,8 @@ async def resume(services: Services, principal: Principal, response_id: str, aft
     events = stored.events or []
     if not events:
         raise InvalidRequest(
-            f"Response '{response_id}' has no stored stream (it ended before it started); retrieve it without stream.",
+            f"Response '{response_id}' has no stored stream: the process generating it stopped before it finished "
+            "(its events are kept only when a response ends). Retrieve it without stream.",
             param="stream",
         )
     first = events[0]["sequence_number"]
@@ -84,17 +91,33 @@ def _not_background(response_id: str) -> InvalidRequest:
 
 
 async def cancel(services: Services, principal: Principal, response_id: str) -> dict[str, Any]:
-    """Stop a background response (its engine slot is freed at once); cancelling a finished one returns it as it is."""
+    """Stop a background response (its engine slot is freed at once); cancelling a finished one returns it as it is.
+
+    A response another replica is generating is asked to stop through the store; its runner sees
+    the request at its next heartbeat, and this waits (up to ``CANCEL_WAIT_S``) for the result."""
     run = services.runs.get(response_id, principal.owner)
     if run is not None and run.persist is not None:
         if not run.background:
             raise _not_background(response_id)
         return await run.cancel()
-    stored = await asyncio.to_thread(require_store(services).responses.get, response_id, principal.owner)
+    store = require_store(services)
+    stored = await asyncio.to_thread(store.responses.get, response_id, principal.owner)
     if stored is None:
         raise response_not_found(response_id)
     if not stored.background:
         raise _not_background(response_id)
+    if stored.status not in UNFINISHED:
+        return stored.object
+    if not await asyncio.to_thread(store.responses.request_cancel, response_id, principal.owner):
+        return stored.object
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        stored = await asyncio.to_thread(store.responses.get, response_id, principal.owner)
+        if stored is None:
+            raise response_not_found(response_id)
+        if stored.status not in UNFINISHED:
+            break
     return stored.object
 
 
@@ -155,25 +178,53 @@ async def input_tokens(services: Services, principal: Principal, body: InputToke
 
 
 async def start_upkeep(services: Services) -> asyncio.Task[None] | None:
-    """Mark what a previous process left running as failed, then purge old responses every hour."""
+    """Keep the store honest while this process runs.
+
+    Every ``HEARTBEAT_S`` this process says which responses it is still generating (and picks up
+    cancels that reached another replica); responses whose runner has been quiet for ``STALE_S``
+    (a killed process) are marked failed, at start and every ``SWEEP_S``; responses older than the
+    retention period are deleted hourly."""
     store = services.store
     if store is None:
         return None
-    failed = await asyncio.to_thread(store.responses.fail_unfinished, RESTARTED, time.time())
-    if failed:
-        log.warning("marked %d response(s) left unfinished by a previous process as failed", len(failed))
+    await _sweep(store)
     days = services.settings.responses_retention_days
-    if days <= 0:
-        return None
 
-    async def purge_forever() -> None:
+    async def upkeep_forever() -> None:
+        last_sweep = last_purge = time.monotonic()
         while True:
+            await asyncio.sleep(HEARTBEAT_S)
             try:
-                gone = await asyncio.to_thread(store.responses.purge, time.time() - days * 86400)
-                if gone:
-                    log.info("deleted %d response(s) older than %g days", gone, days)
+                await _heartbeat(services, store)
+                now = time.monotonic()
+                if now - last_sweep >= SWEEP_S:
+                    last_sweep = now
+                    await _sweep(store)
+                if days > 0 and now - last_purge >= PURGE_EVERY_S:
+                    last_purge = now
+                    gone = await asyncio.to_thread(store.responses.purge, time.time() - days * 86400)
+                    if gone:
+                        log.info("deleted %d response(s) older than %g days", gone, days)
             except Exception:
-                log.exception("could not purge old responses")
-            await asyncio.sleep(PURGE_EVERY_S)
+                log.exception("responses upkeep failed; retrying")
 
-    return asyncio.get_running_loop().create_task(purge_forever(), name="responses retention")
+    if days > 0:
+        gone = await asyncio.to_thread(store.responses.purge, time.time() - days * 86400)
+        if gone:
+            log.info("deleted %d response(s) older than %g days", gone, days)
+    return asyncio.get_running_loop().create_task(upkeep_forever(), name="responses upkeep")
+
+
+async def _heartbeat(services: Services, store: Store) -> None:
+    runs = {r.id: r for r in services.runs.stored()}
+    cancel = await asyncio.to_thread(store.responses.heartbeat, services.runs.runner, list(runs), time.time())
+    for rid in cancel:
+        if rid in runs and runs[rid].background:
+            asyncio.get_running_loop().create_task(runs[rid].cancel())
+
+
+async def _sweep(store: Store) -> None:
+    now = time.time()
+    failed = await asyncio.to_thread(store.responses.fail_unfinished, RESTARTED, now, stale_before=now - STALE_S)
+    if failed:
+        log.warning("marked %d response(s) whose process stopped before they finished as failed", len(failed))

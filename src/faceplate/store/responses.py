@@ -80,7 +80,9 @@ class ResponseStore:
         previous_response_id: str | None,
         conversation_id: str | None,
         input_items: list[dict[str, Any]],
+        runner: str | None = None,
     ) -> None:
+        """``runner``: the process that will generate it (it heartbeats while it does)."""
         created = float(object["created_at"])
         rows = _item_rows(id, "input", input_items)  # validated before the transaction starts
         with write_transaction(self._engine) as conn:
@@ -96,6 +98,9 @@ class ResponseStore:
                     conversation_id=conversation_id,
                     object=to_json(object),
                     events=None,
+                    runner=runner,
+                    heartbeat_at=time.time(),
+                    cancel_requested=False,
                 )
             )
             if rows:
@@ -144,9 +149,10 @@ class ResponseStore:
         with write_transaction(self._engine) as conn:
             # the UPDATE comes first: it locks the row, so a racing finish waits and then replaces
             # these outputs, and a row deleted first matches nothing (no orphan items)
+            # only an unfinished row: a terminal status never changes (not even a late finish after a failover)
             written = conn.execute(
                 update(responses)
-                .where(responses.c.id == id)
+                .where(responses.c.id == id, responses.c.status.in_(UNFINISHED))
                 .values(
                     status=object["status"],
                     object=to_json(object),
@@ -248,18 +254,42 @@ class ResponseStore:
             return None
         return json.loads(max(found, key=lambda r: r.at).item)
 
-    def fail_unfinished(self, message: str, now: float) -> list[str]:
-        """At startup: a response queued or running when the last process stopped will never
-        finish, so mark it failed rather than leave it in_progress forever."""
+    def heartbeat(self, runner: str, ids: Sequence[str], now: float) -> list[str]:
+        """The runner says it is still generating ``ids``; returns those a cancel was requested for elsewhere."""
+        if not ids:
+            return []
+        mine = (responses.c.id.in_(list(ids)), responses.c.runner == runner, responses.c.status.in_(UNFINISHED))
+        with write_transaction(self._engine) as conn:
+            conn.execute(update(responses).where(*mine).values(heartbeat_at=now))
+            return list(conn.scalars(select(responses.c.id).where(*mine, responses.c.cancel_requested.is_(True))))
+
+    def request_cancel(self, id: str, owner: str) -> bool:
+        """Ask the runner of an unfinished response (maybe another process) to cancel it."""
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(
+                update(responses)
+                .where(responses.c.id == id, responses.c.owner == owner, responses.c.status.in_(UNFINISHED))
+                .values(cancel_requested=True)
+            )
+        return done.rowcount > 0
+
+    def fail_unfinished(self, message: str, now: float, *, stale_before: float | None = None) -> list[str]:
+        """Mark failed the unfinished responses whose runner went quiet (no heartbeat since ``stale_before``;
+        all of them when None): a crashed process never finishes them, and they must not stay in_progress."""
+        quiet = responses.c.status.in_(UNFINISHED)
+        if stale_before is not None:
+            quiet = quiet & (responses.c.heartbeat_at.is_(None) | (responses.c.heartbeat_at < stale_before))
         failed: list[str] = []
         with write_transaction(self._engine) as conn:
-            rows = conn.execute(select(responses.c.id, responses.c.object).where(responses.c.status.in_(UNFINISHED))).all()
+            rows = conn.execute(select(responses.c.id, responses.c.object).where(quiet)).all()
             for row in rows:
                 obj = json.loads(row.object)
                 obj["status"] = "failed"
                 obj["error"] = {"code": "server_error", "message": message}
                 conn.execute(
-                    update(responses).where(responses.c.id == row.id).values(status="failed", object=to_json(obj), updated_at=now)
+                    update(responses)
+                    .where(responses.c.id == row.id, responses.c.status.in_(UNFINISHED))
+                    .values(status="failed", object=to_json(obj), updated_at=now)
                 )
                 failed.append(row.id)
         return failed

@@ -63,6 +63,10 @@ responses = Table(
     Column("conversation_id", String(64), nullable=True),
     Column("object", Text, nullable=False),  # the Response JSON as last written
     Column("events", Text, nullable=True),  # JSON array of stream events (background streams)
+    # the process generating it and when it last said so: a replica fails only responses whose runner went quiet
+    Column("runner", String(64), nullable=True),
+    Column("heartbeat_at", Double, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),  # a cancel that reached another replica
 )
 
 response_items = Table(

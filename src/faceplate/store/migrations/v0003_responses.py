@@ -33,6 +33,9 @@ def upgrade(conn: Connection) -> None:
         Column("conversation_id", String(64), nullable=True),
         Column("object", Text, nullable=False),
         Column("events", Text, nullable=True),
+        Column("runner", String(64), nullable=True),
+        Column("heartbeat_at", Double, nullable=True),
+        Column("cancel_requested", Boolean, nullable=False, default=False),
     )
     Index("ix_responses_owner_created", responses.c.owner, responses.c.created_at)
     Index("ix_responses_status", responses.c.status)

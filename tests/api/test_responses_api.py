@@ -218,7 +218,7 @@ async def test_custom_tool_grammars_regex_is_enforced_lark_refused_unless_ignore
     async with client_for(stored) as api:
         r = await api.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [regex], "store": False})
         assert r.status_code == 200, r.text
-        assert spy.requests[-1].tools[0].parameters["properties"]["input"]["pattern"] == "[0-9]{4}"
+        assert spy.requests[-1].tools[0].parameters["properties"]["input"]["pattern"] == "^(?:[0-9]{4})$"
         r = await api.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [lark]})
         assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].format.syntax"
     stored.settings = stored.settings.model_copy(update={"responses_ignore_unsupported_tools": True})

@@ -237,6 +237,27 @@ async def test_responses_of_a_stopped_process_are_failed_a_live_ones_are_not(sto
     assert (await rapi.get(f"/v1/responses/{obj['id']}")).json()["status"] == "completed"
 
 
+async def test_responses_past_the_retention_period_are_deleted(stored: Services, rapi: httpx.AsyncClient) -> None:
+    old = await _create(rapi, input="old")
+    new = await _create(rapi, input="new")
+    assert stored.store is not None
+    with stored.store.engine.begin() as conn:
+        month_ago = time.time() - 31 * 86400
+        conn.execute(responses_table.update().where(responses_table.c.id == old["id"]).values(created_at=month_ago))
+    upkeep = await start_upkeep(stored)  # retention_days defaults to 30
+    assert upkeep is not None
+    upkeep.cancel()
+    assert (await rapi.get(f"/v1/responses/{old['id']}")).status_code == 404
+    assert (await rapi.get(f"/v1/responses/{new['id']}")).status_code == 200
+    stored.settings = stored.settings.model_copy(update={"responses_retention_days": 0})
+    with stored.store.engine.begin() as conn:
+        conn.execute(responses_table.update().where(responses_table.c.id == new["id"]).values(created_at=month_ago))
+    upkeep = await start_upkeep(stored)  # heartbeats and sweeps still run; nothing is purged
+    assert upkeep is not None
+    upkeep.cancel()
+    assert (await rapi.get(f"/v1/responses/{new['id']}")).status_code == 200
+
+
 async def test_a_cancel_reaches_the_replica_that_runs_the_response(stored: Services, engine: FakeEngine) -> None:
     engine.delay_s = 0.05
     engine.words = 1000

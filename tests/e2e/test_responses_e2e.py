@@ -11,6 +11,7 @@ can be checked on the same server.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -206,6 +207,21 @@ def test_function_call_arguments_match_the_tool_schema(weather_call: Response) -
     for call in calls:
         assert call.name == "get_weather" and call.call_id and call.id and call.id.startswith("fc_")
         jsonschema.validate(json.loads(call.arguments), WEATHER_SCHEMA)
+
+
+def test_a_custom_tool_call_matches_its_regex_grammar(client: openai.OpenAI) -> None:
+    pin = {"type": "grammar", "syntax": "regex", "definition": "[0-9]{4}"}
+    tool = {"type": "custom", "name": "unlock", "description": "Unlock the door with a PIN", "format": pin}
+    made = client.responses.create(
+        model=MODEL,
+        input="Unlock the door.",
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice={"type": "custom", "name": "unlock"},
+        max_output_tokens=48,
+        temperature=0,
+    )
+    (call,) = [o for o in made.output if o.type == "custom_tool_call"]
+    assert call.name == "unlock" and call.call_id and re.fullmatch("[0-9]{4}", call.input), call.input
 
 
 def test_function_call_streams_argument_deltas(client: openai.OpenAI) -> None:

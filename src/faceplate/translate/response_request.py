@@ -49,7 +49,7 @@ def _custom_schema(tool: CustomTool, param: str, *, ignore_unsupported: bool) ->
     fmt = tool.format
     if isinstance(fmt, CustomToolFormatGrammar):
         if fmt.syntax == "regex":
-            text["pattern"] = fmt.definition
+            text["pattern"] = f"^(?:{fmt.definition})$"  # the whole input: a JSON Schema pattern alone matches anywhere
         elif ignore_unsupported:  # Codex's apply_patch: free text rather than a refusal, said in the log
             log.warning("responses: custom tool %r: its %s grammar is not enforced (free text)", tool.name, fmt.syntax)
         else:

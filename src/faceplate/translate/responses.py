@@ -282,14 +282,16 @@ class ResponseState:
 
 
 def _custom_input(arguments: str) -> str:
-    """A custom tool runs under the JSON schema ``{"input": string}``; its call carries the bare string."""
-    try:
-        parsed = json.loads(arguments)
-    except ValueError:
-        return arguments
-    if isinstance(parsed, dict) and isinstance(parsed.get("input"), str):
-        return parsed["input"]
-    return arguments
+    """A custom tool runs under the JSON schema ``{"input": string}``; its call carries the bare string,
+    also when it was cut short (at the token limit): then the text generated so far."""
+    for text in (arguments, arguments + '"}', arguments[:-1] + '"}', arguments + "}"):  # whole; cut inside the string
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and isinstance(parsed.get("input"), str):
+            return str(parsed["input"])
+    return ""
 
 
 def output_text(obj: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from faceplate.app import create_app
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
 from faceplate.service.services import Services
@@ -18,6 +19,7 @@ from faceplate.service.stored_responses import start_upkeep
 from faceplate.store.schema import responses as responses_table
 from tests import spec
 from tests.api.conftest import client_for
+from tests.api.test_hostile_api import Recorder, call_and_hang_up
 from tests.api.test_responses_api import Spy, check_stream, sse
 
 
@@ -292,3 +294,25 @@ async def test_metadata_over_the_limit_is_refused(rapi: httpx.AsyncClient) -> No
     assert r.status_code == 400 and r.json()["error"]["param"] == "metadata"
     r = await rapi.post("/v1/conversations", content=json.dumps({"metadata": meta}))
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_client_gone_before_the_first_byte_cancels_the_response(
+    stored: Services, engine: FakeEngine, stream: bool
+) -> None:
+    usage = Recorder()
+    stored.usage = usage
+    engine.delay_s = 0.05
+    body = {"model": "fake-model", "input": "hi", "stream": stream}
+    await asyncio.wait_for(call_and_hang_up(create_app(stored), "/v1/responses", body), 5)
+    for _ in range(200):  # the cancellation lands at the engine's next step, the row right after
+        if engine.stats()["running_sequences"] == 0 and usage.records:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.stats()["running_sequences"] == 0 and engine.cancelled == 1
+    assert [r.status for r in usage.records] == [499]
+    assert stored.store is not None
+    with stored.store.engine.connect() as conn:
+        statuses = [row.status for row in conn.execute(responses_table.select())]
+    assert statuses == ["cancelled"]
+    await stored.runs.close()

@@ -315,7 +315,7 @@ def test_migration_3_on_a_version_2_database(db_url: str) -> None:
         old.usage.insert([UsageRecord(key.id, "m", "/v1/x", 3, 4, 200, 1.0, time.time())])
         assert not set(NEW_TABLES) & set(inspect(engine).get_table_names())
 
-        assert migrate(engine) == [3]
+        assert migrate(engine, MIGRATIONS[:3]) == [3]
         assert applied_versions(engine) == [1, 2, 3]
         new = Store(engine)
         assert [k.id for k in new.keys.list()] == [key.id]

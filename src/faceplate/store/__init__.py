@@ -1,8 +1,9 @@
-"""The store: API keys, usage, stored responses and conversations; SQLite by default,
-PostgreSQL by URL.
+"""The store: API keys, usage, stored responses and conversations, files' metadata; SQLite by
+default, PostgreSQL by URL.
 
 ``Store.open(url)`` creates the engine (and the SQLite file's folder), applies pending
-migrations, and hands out the per-table stores. Files and batches will live here too.
+migrations, and hands out the per-table stores. Files' bytes live beside it, in a blob store
+(``store.blobs``). Batches will live here too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 
 from faceplate.store.conversations import Conversation, ConversationStore, DuplicateItem
 from faceplate.store.db import normalize_url, open_engine
+from faceplate.store.files import FileStore, StoredFile
 from faceplate.store.keys import ApiKey, CachedKeyLookup, KeyStore, generate_secret, parse_duration, parse_time
 from faceplate.store.migrations import migrate
 from faceplate.store.responses import BrokenChain, ResponseStore, StoredResponse, Turn
@@ -24,6 +26,7 @@ class Store:
         self.usage = UsageStore(engine)
         self.responses = ResponseStore(engine)
         self.conversations = ConversationStore(engine)
+        self.files = FileStore(engine)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -47,9 +50,11 @@ __all__ = [
     "Conversation",
     "ConversationStore",
     "DuplicateItem",
+    "FileStore",
     "KeyStore",
     "ResponseStore",
     "Store",
+    "StoredFile",
     "StoredResponse",
     "Turn",
     "UsageStore",

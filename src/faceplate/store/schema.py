@@ -4,6 +4,7 @@ Times are Unix seconds (float) in UTC, so SQLite and PostgreSQL compare them the
 ``usage.day`` (``YYYY-MM-DD``, UTC) is written with each row so reports group by day
 without dialect-specific date functions. Responses, conversations and their items are
 kept as compact JSON text (the OpenAI wire shapes); only ids, owners and status are columns.
+Files keep only their metadata here; their bytes live in a blob store (``store.blobs``).
 """
 
 from __future__ import annotations
@@ -99,4 +100,17 @@ conversation_items = Table(
     Column("item", Text, nullable=False),
     Column("created_at", Double, nullable=False),
     UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=True),  # NULL: kept until deleted
+    Column("status", String(16), nullable=False),
 )

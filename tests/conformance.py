@@ -54,6 +54,20 @@ def _conversations_route(method: str, rest: list[str]) -> Check | None:
     return None
 
 
+def _files_route(method: str, rest: list[str]) -> Check | None:
+    """/v1/files[/...]: ``rest`` is what follows 'files'. Content downloads are raw bytes: unchecked."""
+    match rest:
+        case [] if method == "POST":
+            return spec.validate_file
+        case [] if method == "GET":
+            return spec.validate_file_list
+        case [_] if method == "GET":
+            return spec.validate_file
+        case [_] if method == "DELETE":
+            return spec.validate_file_deleted
+    return None
+
+
 def schema_for(method: str, path: str, status: int, streaming: bool) -> Check | None:
     """The validator for one response (or one stream event), by route."""
     if status >= 400:
@@ -66,6 +80,8 @@ def schema_for(method: str, path: str, status: int, streaming: bool) -> Check | 
         return _responses_route(method, segments[head.index("responses") + 1 :], streaming)
     if "conversations" in head:
         return _conversations_route(method, segments[head.index("conversations") + 1 :])
+    if "files" in head:
+        return _files_route(method, segments[head.index("files") + 1 :])
     if path.endswith("/chat/completions") and method == "POST":
         return spec.validate_chat_chunk if streaming else spec.validate_chat_completion
     if path.endswith("/completions") and method == "POST":

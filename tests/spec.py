@@ -184,7 +184,20 @@ def _derived(schemas: dict[str, Schema]) -> dict[str, Schema]:
     embeddings = copy.deepcopy(schemas["CreateEmbeddingResponse"])
     embeddings["properties"]["data"]["items"] = {"$ref": _SCHEMAS + "FaceplateEmbedding"}
 
-    return {"FaceplateCompletionChunk": chunk, "FaceplateEmbedding": embedding, "FaceplateCreateEmbeddingResponse": embeddings}
+    # The spec accepts purpose=evals on upload (CreateFileRequest) but leaves it out of the File
+    # object's enum; OpenAI echoes it (probed, docs/files.md), so the derived File accepts it too.
+    file = copy.deepcopy(schemas["OpenAIFile"])
+    file["properties"]["purpose"]["enum"] = [*file["properties"]["purpose"]["enum"], "evals"]
+    files = copy.deepcopy(schemas["ListFilesResponse"])
+    files["properties"]["data"]["items"] = {"$ref": _SCHEMAS + "FaceplateFile"}
+
+    return {
+        "FaceplateCompletionChunk": chunk,
+        "FaceplateEmbedding": embedding,
+        "FaceplateCreateEmbeddingResponse": embeddings,
+        "FaceplateFile": file,
+        "FaceplateListFilesResponse": files,
+    }
 
 
 # --------------------------------------------------------------------------- loading
@@ -423,3 +436,16 @@ def validate_conversation_item_list(body: Any, profile: Profile = "lenient") -> 
 
 def validate_conversation_item(body: Any, profile: Profile = "lenient") -> None:
     validate(body, "ConversationItem", profile)
+
+
+def validate_file(body: Any, profile: Profile = "lenient") -> None:
+    """OpenAIFile, with ``purpose: evals`` allowed (the spec accepts it on upload but forgot it here)."""
+    validate(body, "FaceplateFile", profile)
+
+
+def validate_file_list(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "FaceplateListFilesResponse", profile)
+
+
+def validate_file_deleted(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "DeleteFileResponse", profile)

@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from faceplate.api import admin, chat, completions, conversations, embeddings, health, models, responses
+from faceplate.api import admin, chat, completions, conversations, embeddings, files, health, models, responses
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
 from faceplate.http.middleware import RequestIds
 from faceplate.http.sse import json_response
+from faceplate.service import files as file_service
 from faceplate.service.services import Services
 from faceplate.service.stored_responses import start_upkeep
 
@@ -67,6 +68,7 @@ def create_app(
         embeddings.routes,
         responses.routes,
         conversations.routes,
+        files.routes,
         admin.routes,
         *(extensions or []),
     ]
@@ -76,11 +78,13 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.registry.start()
         upkeep = await start_upkeep(services)
+        files_upkeep = await file_service.start_upkeep(services)
         try:
             yield
         finally:
-            if upkeep is not None:
-                upkeep.cancel()
+            for task in (upkeep, files_upkeep):
+                if task is not None:
+                    task.cancel()
             await services.runs.close()  # responses still running end as failed, and are stored so
             for hook in on_shutdown or []:
                 await hook()

@@ -190,6 +190,11 @@ class Settings(BaseModel):
     token_reservation: int = Field(
         512, ge=1, description="completion tokens reserved against a key's TPM when a request sets no max_tokens"
     )
+    files_dir: str | None = Field(None, description="where uploaded files' bytes live (default: <data_dir>/files)")
+    max_file_bytes: int = Field(512 * 1024 * 1024, ge=1, description="largest file accepted by POST /v1/files (512 MiB)")
+    max_batch_file_bytes: int = Field(
+        200 * 1024 * 1024, ge=1, description="largest purpose=batch file accepted (200 MiB; never above max_file_bytes)"
+    )
 
     @field_validator("api_keys")
     @classmethod
@@ -225,6 +230,9 @@ class Settings(BaseModel):
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.data_dir) / 'faceplate.db'}"
+
+    def resolved_files_dir(self) -> Path:
+        return Path(self.files_dir) if self.files_dir else Path(self.data_dir) / "files"
 
 
 _LIST_FIELDS = {"api_keys", "allowed_hosts"}

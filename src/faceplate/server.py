@@ -17,12 +17,13 @@ from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.services import Services
 from faceplate.store import CachedKeyLookup, Store
+from faceplate.store.blobs import DirectoryBlobs
 
 log = logging.getLogger("faceplate.server")
 
 
 def build_services(settings: Settings, registry: Registry, *, store: Store | None = None) -> Services:
-    """Open (and migrate) the store, and build auth, the rate limiter and the usage sink around it.
+    """Open (and migrate) the store and the files folder, and build auth, the rate limiter and the usage sink around them.
 
     The limiter is Redis-backed when ``settings.redis_url`` is set (one limit shared by every
     replica), in-process otherwise. Close what this opens with ``close_services``.
@@ -37,7 +38,10 @@ def build_services(settings: Settings, registry: Registry, *, store: Store | Non
         limiter = MemoryLimiter(window_s=settings.rate_limit_window_s)
     usage = BatchingUsageSink(store.usage.insert)
     cpu = CpuPool(settings.cpu_workers, settings.cpu_queue)
-    return Services(settings=settings, registry=registry, auth=auth, limiter=limiter, usage=usage, store=store, cpu=cpu)
+    blobs = DirectoryBlobs(settings.resolved_files_dir())
+    return Services(
+        settings=settings, registry=registry, auth=auth, limiter=limiter, usage=usage, store=store, cpu=cpu, blobs=blobs
+    )
 
 
 async def close_services(services: Services) -> None:

@@ -15,6 +15,7 @@ from faceplate.engines.fake import FakeEngine
 from faceplate.engines.registry import Registry
 from faceplate.service.services import Services
 from faceplate.store import Store
+from faceplate.store.blobs import DirectoryBlobs
 
 API_KEY = "sk-api-test"
 
@@ -43,10 +44,14 @@ OTHER_KEY = "sk-api-other"
 
 @pytest.fixture
 def stored(engine: FakeEngine, tmp_path: Path) -> Iterator[Services]:
-    """Services with a real SQLite store (responses, conversations) and two keys that own separate objects."""
+    """Services with a real SQLite store (responses, conversations, files' metadata), files' bytes in
+    ``tmp_path/files``, and two keys that own separate objects."""
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
     keys = [API_KEY, OTHER_KEY]
-    yield Services(settings=Settings(api_keys=keys), registry=Registry([engine]), auth=Authenticator(keys), store=store)
+    blobs = DirectoryBlobs(tmp_path / "files")
+    yield Services(
+        settings=Settings(api_keys=keys), registry=Registry([engine]), auth=Authenticator(keys), store=store, blobs=blobs
+    )
     store.close()
 
 

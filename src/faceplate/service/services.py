@@ -17,6 +17,7 @@ from faceplate.service.response_runs import Runs
 
 if TYPE_CHECKING:
     from faceplate.store import Store
+    from faceplate.store.blobs import BlobStore
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Services:
     store: Store | None = None  # keys and usage, for the admin API; None: no store
     cpu: CpuPool = field(default_factory=CpuPool)
     runs: Runs = field(default_factory=Runs)  # Responses being generated in this process
+    blobs: BlobStore | None = None  # uploaded files' bytes (their metadata is in the store); None: no Files API
 
     def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
         """The chat engine a name (model id or alias) stands for, if this principal may use it."""

@@ -1,6 +1,6 @@
 """Uploaded files' metadata: who owns each, its name, purpose, size and expiry.
 
-The bytes are not here: they live in a blob store (``store.blobs``) under the same id. A file
+The bytes are not here: they live in a blob store (``faceplate.store.blobs``) under the same id. A file
 whose ``expires_at`` has passed is gone for every reader at once (``get``, ``list`` and
 ``get_any`` filter on ``now``), before the purge deletes its row and its bytes.
 

@@ -3,13 +3,14 @@ default, PostgreSQL by URL.
 
 ``Store.open(url)`` creates the engine (and the SQLite file's folder), applies pending
 migrations, and hands out the per-table stores. Files' bytes live beside it, in a blob store
-(``store.blobs``). Batches will live here too.
+(``store.blobs``). Batches and their request lines too (``store.batches``).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from faceplate.store.batches import BatchRow, BatchStore, ClaimedRequest
 from faceplate.store.conversations import Conversation, ConversationStore, DuplicateItem
 from faceplate.store.db import normalize_url, open_engine
 from faceplate.store.files import FileStore, StoredFile
@@ -27,6 +28,7 @@ class Store:
         self.responses = ResponseStore(engine)
         self.conversations = ConversationStore(engine)
         self.files = FileStore(engine)
+        self.batches = BatchStore(engine)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -45,8 +47,11 @@ class Store:
 
 __all__ = [
     "ApiKey",
+    "BatchRow",
+    "BatchStore",
     "BrokenChain",
     "CachedKeyLookup",
+    "ClaimedRequest",
     "Conversation",
     "ConversationStore",
     "DuplicateItem",

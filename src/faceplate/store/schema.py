@@ -5,6 +5,8 @@ Times are Unix seconds (float) in UTC, so SQLite and PostgreSQL compare them the
 without dialect-specific date functions. Responses, conversations and their items are
 kept as compact JSON text (the OpenAI wire shapes); only ids, owners and status are columns.
 Files keep only their metadata here; their bytes live in a blob store (``store.blobs``).
+Batches keep their lifecycle and counts here, and one row per input line (``batch_requests``)
+with its lease while it runs and its output line once done.
 """
 
 from __future__ import annotations
@@ -113,4 +115,57 @@ files = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=True),  # NULL: kept until deleted
     Column("status", String(16), nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("principal", Text, nullable=False),  # JSON from the service: who the lines run as
+    Column("endpoint", String(64), nullable=False),
+    Column("input_file_id", String(64), nullable=False),
+    Column("completion_window", String(8), nullable=False),
+    # validating, failed, in_progress, finalizing, completed, expired, cancelling, cancelled
+    Column("status", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("in_progress_at", Double, nullable=True),
+    Column("finalizing_at", Double, nullable=True),
+    Column("completed_at", Double, nullable=True),
+    Column("failed_at", Double, nullable=True),
+    Column("expired_at", Double, nullable=True),
+    Column("cancelling_at", Double, nullable=True),
+    Column("cancelled_at", Double, nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("metadata", Text, nullable=False),  # JSON object of strings
+    Column("errors", Text, nullable=True),  # JSON list of {code, message, param, line}: why validation failed
+    Column("output_file_id", String(64), nullable=True),
+    Column("error_file_id", String(64), nullable=True),
+    Column("total", Integer, nullable=False, default=0),
+    Column("completed", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("cached_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("output_expires_after", Integer, nullable=True),  # seconds the output files live; NULL: the default
+    # a claim on the batch's stage work (validating, finalizing, cancelling, expiring): who and until when
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Double, nullable=True),
+)
+
+batch_requests = Table(
+    "batch_requests",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("line", Integer, primary_key=True, autoincrement=False),  # 1-based, as in the input file
+    Column("custom_id", String(512), nullable=False),
+    Column("request", Text, nullable=False),  # the line's JSON: method, url, body
+    Column("status", String(16), nullable=False),  # pending, running, done
+    Column("lease_owner", String(64), nullable=True),  # the runner running it, and until when it may
+    Column("lease_until", Double, nullable=True),
+    Column("ok", Boolean, nullable=True),  # done: True to the output file, False to the error file
+    Column("result", Text, nullable=True),  # done: the output line's JSON
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("batch_id", "custom_id", name="uq_batch_requests_custom_id"),
 )

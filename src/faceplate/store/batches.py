@@ -1,0 +1,620 @@
+"""Batches: the Batch object's lifecycle and counts, and one row per input line, durably.
+
+A batch moves ``validating -> in_progress -> finalizing -> completed``, or ``validating -> failed``,
+``in_progress -> (finalizing ->) expired``, ``validating|in_progress -> cancelling -> cancelled``.
+Every transition is one conditional UPDATE naming the statuses it may leave, so a terminal
+status (failed, completed, expired, cancelled) never changes, whoever writes late.
+
+Two kinds of work, each under a lease (a runner id and an expiry) so a dead runner's work is
+taken over when its lease runs out:
+
+- **Stage work** on the batch row (``claim_stage``): validate it (``start`` or ``fail``), or wrap
+  it up (``mark_finalizing``, ``results``, ``finish``) once its lines are all done, it was
+  cancelled, or it expired. ``start``, ``fail``, ``mark_finalizing`` and ``finish`` do nothing
+  unless the runner still holds that lease.
+- **Lines** (``claim_requests``, ``renew``, ``complete``): each ``batch_requests`` row goes
+  ``pending -> running -> done``. ``complete`` writes the line's result and adds it to the
+  batch's counts in one transaction, and only while the row is still ``running`` under this
+  runner and the batch still ``in_progress``: a runner whose line was taken over (its lease
+  ran out), or whose batch is being cancelled or expired, gets False and drops its result. So
+  each line is counted, and lands in an output file, exactly once, across crashes and restarts.
+
+Wrapping up is race-free because the stage runner first moves the batch out of ``in_progress``
+(``mark_finalizing``; a cancel already did, to ``cancelling``), which stops ``complete``
+from counting, and only then reads ``results``. ``finish`` checks the counts add up
+(``completed + failed + unrun == total``) and refuses otherwise.
+
+Claims on PostgreSQL take rows with ``FOR UPDATE SKIP LOCKED`` (concurrent runners skip each
+other's rows instead of waiting or taking them twice); on SQLite the write transaction
+(``BEGIN IMMEDIATE``) already serialises them. ``complete`` locks the batch row first, so it
+and a transition that leaves ``in_progress`` are ordered one way or the other.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, exists, func, insert, or_, select, text, update
+
+from faceplate.store.conversations import to_json
+from faceplate.store.db import read_transaction, write_transaction
+from faceplate.store.schema import batch_requests, batches
+
+VALIDATING, FAILED, IN_PROGRESS, FINALIZING = "validating", "failed", "in_progress", "finalizing"
+COMPLETED, EXPIRED, CANCELLING, CANCELLED = "completed", "expired", "cancelling", "cancelled"
+TERMINAL = (FAILED, COMPLETED, EXPIRED, CANCELLED)
+PENDING, RUNNING, DONE = "pending", "running", "done"  # a request line's status
+
+INSERT_CHUNK = 1000  # request rows per executemany in ``start``
+_YIELD = 1000  # rows fetched at a time by ``results``
+_PG_OWNER_LOCK = 0x46504243  # "FPBC": the advisory-lock class that serialises one owner's claims under owner_cap
+
+_FINISH_FROM: dict[str, tuple[str, ...]] = {
+    COMPLETED: (IN_PROGRESS, FINALIZING),
+    EXPIRED: (IN_PROGRESS, FINALIZING),
+    CANCELLED: (CANCELLING,),
+}
+_FINISHED_AT = {COMPLETED: "completed_at", EXPIRED: "expired_at", CANCELLED: "cancelled_at"}
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch as stored: every column, the JSON ones decoded. Times are Unix seconds (float)."""
+
+    id: str
+    owner: str
+    principal: dict[str, Any]
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    status: str
+    created_at: float
+    expires_at: float
+    in_progress_at: float | None
+    finalizing_at: float | None
+    completed_at: float | None
+    failed_at: float | None
+    expired_at: float | None
+    cancelling_at: float | None
+    cancelled_at: float | None
+    model: str | None
+    metadata: dict[str, Any]
+    errors: list[dict[str, Any]] | None
+    output_file_id: str | None
+    error_file_id: str | None
+    total: int
+    completed: int
+    failed: int
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    output_expires_after: int | None
+    lease_owner: str | None
+    lease_until: float | None
+
+
+@dataclass(frozen=True)
+class ClaimedRequest:
+    """One input line a runner now holds, with what it needs to run it."""
+
+    batch_id: str
+    line: int
+    custom_id: str
+    request: dict[str, Any]
+    endpoint: str
+    owner: str
+    principal: dict[str, Any]
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _row(row: Any) -> BatchRow:
+    return BatchRow(
+        id=row.id,
+        owner=row.owner,
+        principal=json.loads(row.principal),
+        endpoint=row.endpoint,
+        input_file_id=row.input_file_id,
+        completion_window=row.completion_window,
+        status=row.status,
+        created_at=float(row.created_at),
+        expires_at=float(row.expires_at),
+        in_progress_at=_opt_float(row.in_progress_at),
+        finalizing_at=_opt_float(row.finalizing_at),
+        completed_at=_opt_float(row.completed_at),
+        failed_at=_opt_float(row.failed_at),
+        expired_at=_opt_float(row.expired_at),
+        cancelling_at=_opt_float(row.cancelling_at),
+        cancelled_at=_opt_float(row.cancelled_at),
+        model=row.model,
+        metadata=json.loads(row.metadata),
+        errors=json.loads(row.errors) if row.errors is not None else None,
+        output_file_id=row.output_file_id,
+        error_file_id=row.error_file_id,
+        total=int(row.total),
+        completed=int(row.completed),
+        failed=int(row.failed),
+        input_tokens=int(row.input_tokens),
+        cached_tokens=int(row.cached_tokens),
+        output_tokens=int(row.output_tokens),
+        output_expires_after=row.output_expires_after,
+        lease_owner=row.lease_owner,
+        lease_until=_opt_float(row.lease_until),
+    )
+
+
+def _lease_free(now: float) -> ColumnElement[bool]:
+    return or_(batches.c.lease_until.is_(None), batches.c.lease_until <= now)
+
+
+def _holds_stage(id: str, runner: str) -> tuple[ColumnElement[bool], ...]:
+    """The runner still holds the batch's stage lease: nobody took it over. (An expired lease that
+    nobody took is still the runner's: the work it did is as good as ever.)"""
+    return (batches.c.id == id, batches.c.lease_owner == runner)
+
+
+class BatchStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def _pg(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    # --- the batch row -------------------------------------------------------------------
+
+    def create(
+        self,
+        *,
+        id: str,
+        owner: str,
+        principal: dict[str, Any],
+        endpoint: str,
+        input_file_id: str,
+        completion_window: str,
+        created_at: float,
+        expires_at: float,
+        metadata: dict[str, Any],
+        output_expires_after: int | None,
+    ) -> BatchRow:
+        """A new batch, ``validating``: a runner's ``claim_stage`` picks it up."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                insert(batches).values(
+                    id=id,
+                    owner=owner,
+                    principal=to_json(principal),
+                    endpoint=endpoint,
+                    input_file_id=input_file_id,
+                    completion_window=completion_window,
+                    status=VALIDATING,
+                    created_at=created_at,
+                    expires_at=expires_at,
+                    metadata=to_json(metadata),
+                    output_expires_after=output_expires_after,
+                    total=0,
+                    completed=0,
+                    failed=0,
+                    input_tokens=0,
+                    cached_tokens=0,
+                    output_tokens=0,
+                )
+            )
+            return _row(conn.execute(select(batches).where(batches.c.id == id)).one())
+
+    def get(self, id: str, owner: str) -> BatchRow | None:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(batches).where(batches.c.id == id, batches.c.owner == owner)).first()
+        return _row(row) if row is not None else None
+
+    def get_any(self, id: str) -> BatchRow | None:
+        """Any owner's batch: for runners, never for answering a client."""
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(select(batches).where(batches.c.id == id)).first()
+        return _row(row) if row is not None else None
+
+    def list(self, owner: str, *, limit: int, after: str | None = None) -> tuple[builtins.list[BatchRow], bool]:
+        """Up to ``limit`` of the owner's batches, newest first, strictly after the batch ``after``;
+        and whether more follow. An ``after`` that is not one of the owner's batches gives ([], False).
+        Ordered by ``(created_at, id)``, so the order is total and a cursor never skips or repeats."""
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        where: builtins.list[ColumnElement[bool]] = [batches.c.owner == owner]
+        with read_transaction(self._engine) as conn:
+            if after is not None:
+                anchor = conn.execute(select(batches.c.created_at, batches.c.id).where(batches.c.id == after, *where)).first()
+                if anchor is None:
+                    return [], False
+                at, aid = anchor.created_at, anchor.id
+                where.append(or_(batches.c.created_at < at, and_(batches.c.created_at == at, batches.c.id < aid)))
+            query = select(batches).where(*where).order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit + 1)
+            rows = conn.execute(query).all()
+        return [_row(r) for r in rows[:limit]], len(rows) > limit
+
+    def request_cancel(self, id: str, owner: str, now: float) -> BatchRow | None:
+        """validating or in_progress -> cancelling; any other status is left as it is (the caller
+        answers a finished batch with 400). None when the owner has no such batch."""
+        mine = (batches.c.id == id, batches.c.owner == owner)
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(batches)
+                .where(*mine, batches.c.status.in_((VALIDATING, IN_PROGRESS)))
+                .values(status=CANCELLING, cancelling_at=now)
+            )
+            row = conn.execute(select(batches).where(*mine)).first()
+        return _row(row) if row is not None else None
+
+    # --- stage work: validate, then wrap up ---------------------------------------------------
+
+    def claim_stage(self, runner: str, now: float, lease_s: float) -> BatchRow | None:
+        """Take one batch that needs stage work and whose stage lease is free or expired, oldest first:
+
+        - ``validating``: read and validate the input, then ``start`` or ``fail``;
+        - ``in_progress`` with no pending or running line left: finalize (``mark_finalizing`` ...);
+        - ``in_progress`` past ``expires_at``: expire it (``mark_finalizing`` ... ``finish(expired)``);
+        - ``cancelling``: ``finish(cancelled)``;
+        - ``finalizing``: a wrap-up a dead runner left (expired if lines are unrun, else completed).
+
+        The lease is the runner's until ``now + lease_s``; a runner that cannot go on calls
+        ``release_stage``."""
+        unfinished_lines = exists().where(
+            batch_requests.c.batch_id == batches.c.id, batch_requests.c.status.in_((PENDING, RUNNING))
+        )
+        needs_work = or_(
+            batches.c.status.in_((VALIDATING, CANCELLING, FINALIZING)),
+            and_(batches.c.status == IN_PROGRESS, or_(batches.c.expires_at <= now, ~unfinished_lines)),
+        )
+        query = (
+            select(batches.c.id)
+            .where(needs_work, _lease_free(now))
+            .order_by(batches.c.created_at, batches.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=batches)
+        )
+        with write_transaction(self._engine) as conn:
+            id = conn.scalar(query)
+            if id is None:
+                return None
+            conn.execute(update(batches).where(batches.c.id == id).values(lease_owner=runner, lease_until=now + lease_s))
+            return _row(conn.execute(select(batches).where(batches.c.id == id)).one())
+
+    def renew_stage(self, id: str, runner: str, until: float) -> bool:
+        """Extend the runner's stage lease (a long validation or finalize); False if it lost it."""
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(update(batches).where(*_holds_stage(id, runner)).values(lease_until=until))
+        return done.rowcount > 0
+
+    def release_stage(self, id: str, runner: str) -> bool:
+        """Give the stage lease back (e.g. ``start`` said False because a cancel came meanwhile),
+        so another claim can take the batch at once instead of when the lease runs out."""
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(update(batches).where(*_holds_stage(id, runner)).values(lease_owner=None, lease_until=None))
+        return done.rowcount > 0
+
+    def start(
+        self, id: str, runner: str, lines: Iterable[tuple[int, str, dict[str, Any]]], model: str | None, now: float
+    ) -> bool:
+        """validating -> in_progress with every request line (``(line, custom_id, request)``, line
+        1-based) stored ``pending``; the stage lease is released. One transaction: all or nothing.
+        False, with nothing written, unless the batch is validating and the runner holds its lease."""
+        with write_transaction(self._engine) as conn:
+            # the UPDATE first: it locks the row, so a cancel waits for us or we see it
+            taken = conn.execute(
+                update(batches)
+                .where(*_holds_stage(id, runner), batches.c.status == VALIDATING)
+                .values(status=IN_PROGRESS, in_progress_at=now, model=model, lease_owner=None, lease_until=None)
+            )
+            if taken.rowcount == 0:
+                return False
+            total = 0
+            chunk: builtins.list[dict[str, Any]] = []
+            for line, custom_id, request in lines:
+                chunk.append(
+                    {
+                        "batch_id": id,
+                        "line": line,
+                        "custom_id": custom_id,
+                        "request": to_json(request),
+                        "status": PENDING,
+                        "lease_owner": None,
+                        "lease_until": None,
+                        "ok": None,
+                        "result": None,
+                        "updated_at": now,
+                    }
+                )
+                if len(chunk) >= INSERT_CHUNK:
+                    conn.execute(insert(batch_requests), chunk)
+                    total += len(chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(batch_requests), chunk)
+                total += len(chunk)
+            conn.execute(update(batches).where(batches.c.id == id).values(total=total))
+        return True
+
+    def fail(self, id: str, runner: str, errors: Sequence[dict[str, Any]], now: float) -> bool:
+        """validating -> failed with the validation ``errors`` (``{code, message, param, line}``)."""
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(
+                update(batches)
+                .where(*_holds_stage(id, runner), batches.c.status == VALIDATING)
+                .values(status=FAILED, failed_at=now, errors=to_json(list(errors)), lease_owner=None, lease_until=None)
+            )
+        return done.rowcount > 0
+
+    def mark_finalizing(self, id: str, runner: str, now: float) -> bool:
+        """in_progress -> finalizing (the runner keeps the stage lease). From here ``complete`` counts
+        nothing more, so ``results`` read after it are final."""
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(
+                update(batches)
+                .where(*_holds_stage(id, runner), batches.c.status == IN_PROGRESS)
+                .values(status=FINALIZING, finalizing_at=now)
+            )
+        return done.rowcount > 0
+
+    def results(self, id: str) -> Iterator[tuple[int, str, bool | None, dict[str, Any] | None, str]]:
+        """Every line of the batch in line order as ``(line, custom_id, ok, result, status)``, streamed
+        (a server-side cursor on PostgreSQL) so a 50,000-line batch is never all in memory. ``ok`` and
+        ``result`` are None for a line that never finished (status pending or running): an unrun line.
+        Consume it to the end or close it: the read transaction stays open until then."""
+        query = (
+            select(
+                batch_requests.c.line,
+                batch_requests.c.custom_id,
+                batch_requests.c.ok,
+                batch_requests.c.result,
+                batch_requests.c.status,
+            )
+            .where(batch_requests.c.batch_id == id)
+            .order_by(batch_requests.c.line)
+        )
+        with read_transaction(self._engine) as conn:
+            rows = conn.execution_options(yield_per=_YIELD).execute(query)
+            try:
+                for row in rows:
+                    ok = None if row.ok is None else bool(row.ok)
+                    result = json.loads(row.result) if row.result is not None else None
+                    yield int(row.line), row.custom_id, ok, result, row.status
+            finally:
+                rows.close()  # a caller that stops early: the server-side cursor is closed, not leaked
+
+    def finish(
+        self,
+        id: str,
+        runner: str,
+        *,
+        status: Literal["completed", "cancelled", "expired"],
+        output_file_id: str | None,
+        error_file_id: str | None,
+        unrun: int,
+        now: float,
+    ) -> bool:
+        """The terminal status with its timestamp (``finalizing_at`` too, if not set yet), the output
+        files, and ``unrun`` (lines that never ran) added to ``failed``, so ``completed + failed ==
+        total``; the stage lease is released. ``cancelled`` only from ``cancelling``; ``completed`` and
+        ``expired`` from ``in_progress`` or ``finalizing``.
+
+        False, with nothing written, unless the runner holds the stage lease, the status allows it,
+        and the counts add up: ``completed + failed + unrun == total``. (That last fails only if a
+        line was completed after the caller read ``results`` while the batch was still in_progress:
+        call ``mark_finalizing`` first and it cannot happen.)"""
+        if status not in _FINISH_FROM:
+            raise ValueError(f"finish to completed, cancelled or expired, not {status!r}")
+        if unrun < 0:
+            raise ValueError("unrun must not be negative")
+        with write_transaction(self._engine) as conn:
+            done = conn.execute(
+                update(batches)
+                .where(
+                    *_holds_stage(id, runner),
+                    batches.c.status.in_(_FINISH_FROM[status]),
+                    batches.c.completed + batches.c.failed + unrun == batches.c.total,
+                )
+                .values(
+                    {
+                        "status": status,
+                        _FINISHED_AT[status]: now,
+                        "finalizing_at": func.coalesce(batches.c.finalizing_at, now),
+                        "output_file_id": output_file_id,
+                        "error_file_id": error_file_id,
+                        "failed": batches.c.failed + unrun,
+                        "lease_owner": None,
+                        "lease_until": None,
+                    }
+                )
+            )
+        return done.rowcount > 0
+
+    # --- request lines -------------------------------------------------------------------------
+
+    def claim_requests(
+        self, runner: str, now: float, lease_s: float, limit: int, *, owner_cap: int | None = None
+    ) -> builtins.list[ClaimedRequest]:
+        """Take up to ``limit`` lines to run: ``pending`` ones, or ``running`` ones whose lease ran out
+        (their runner died), from batches ``in_progress`` and not past ``expires_at``; oldest batch
+        first, then by line. They become ``running`` under this runner until ``now + lease_s``.
+
+        ``owner_cap``: at most that many of one owner's lines running at once (unexpired leases, this
+        claim's included), so one owner's big batch cannot hold every slot while others wait."""
+        if limit <= 0:
+            return []
+        live = (
+            select(batches.c.id, batches.c.owner, batches.c.endpoint, batches.c.principal)
+            .where(batches.c.status == IN_PROGRESS, batches.c.expires_at > now)
+            .order_by(batches.c.created_at, batches.c.id)
+        )
+        until = now + lease_s
+        claimed: builtins.list[ClaimedRequest] = []
+        with write_transaction(self._engine) as conn:
+            room: dict[str, int] = {}  # owner -> how many more of theirs may run (owner_cap only)
+            for batch in conn.execute(live).all():
+                want = limit - len(claimed)
+                if want <= 0:
+                    break
+                if owner_cap is not None:
+                    if batch.owner not in room:
+                        room[batch.owner] = self._owner_room(conn, batch.owner, owner_cap, now)
+                    want = min(want, room[batch.owner])
+                    if want <= 0:
+                        continue
+                rows = self._claimable(conn, batch.id, now, want)
+                if not rows:
+                    continue
+                principal = json.loads(batch.principal)
+                for line, custom_id, request in rows:
+                    claimed.append(
+                        ClaimedRequest(
+                            batch_id=batch.id,
+                            line=line,
+                            custom_id=custom_id,
+                            request=json.loads(request),
+                            endpoint=batch.endpoint,
+                            owner=batch.owner,
+                            principal=principal,
+                        )
+                    )
+                if owner_cap is not None:
+                    room[batch.owner] -= len(rows)
+            if claimed:
+                conn.execute(
+                    update(batch_requests)
+                    .where(batch_requests.c.batch_id == bindparam("k_batch"), batch_requests.c.line == bindparam("k_line"))
+                    .values(status=RUNNING, lease_owner=runner, lease_until=until, updated_at=now),
+                    [{"k_batch": c.batch_id, "k_line": c.line} for c in claimed],
+                )
+        return claimed
+
+    def _claimable(self, conn: Connection, batch_id: str, now: float, want: int) -> builtins.list[tuple[int, str, str]]:
+        """Up to ``want`` of the batch's claimable lines, in line order, locked (PostgreSQL; rows another
+        claim holds are skipped). Two index range scans (batch_id, status, line), not one OR: lines that
+        are done never get read, however many there are."""
+        cols = (batch_requests.c.line, batch_requests.c.custom_id, batch_requests.c.request)
+        mine = batch_requests.c.batch_id == batch_id
+        found: builtins.list[tuple[int, str, str]] = []
+        for where in (
+            (mine, batch_requests.c.status == RUNNING, batch_requests.c.lease_until <= now),  # a dead runner's
+            (mine, batch_requests.c.status == PENDING),
+        ):
+            query = (
+                select(*cols)
+                .where(*where)
+                .order_by(batch_requests.c.line)
+                .limit(want)
+                .with_for_update(skip_locked=True, of=batch_requests)
+            )
+            found.extend((int(r.line), r.custom_id, r.request) for r in conn.execute(query))
+        found.sort(key=lambda r: r[0])
+        return found[:want]  # the rest stay locked until commit, untouched: harmless
+
+    def _owner_room(self, conn: Connection, owner: str, cap: int, now: float) -> int:
+        """How many more of the owner's lines may start now under ``cap``. On PostgreSQL concurrent
+        claims serialise per owner (a transaction-scoped advisory lock), so the count cannot race; an
+        owner another claim is serving right now is skipped, as SKIP LOCKED skips rows."""
+        if self._pg:
+            got = conn.scalar(
+                text("SELECT pg_try_advisory_xact_lock(CAST(:cls AS integer), hashtext(:owner))"),
+                {"cls": _PG_OWNER_LOCK, "owner": owner},
+            )
+            if not got:
+                return 0
+        running = conn.scalar(
+            select(func.count())
+            .select_from(batch_requests.join(batches, batches.c.id == batch_requests.c.batch_id))
+            .where(
+                batches.c.owner == owner,
+                batches.c.status == IN_PROGRESS,
+                batch_requests.c.status == RUNNING,
+                batch_requests.c.lease_until > now,
+            )
+        )
+        return max(0, cap - int(running or 0))
+
+    def renew(self, runner: str, keys: Sequence[tuple[str, int]], until: float) -> builtins.list[tuple[str, int]]:
+        """Extend the leases this runner holds on ``keys`` (``(batch_id, line)``) to ``until``. Returns
+        the keys to stop: those whose batch is no longer ``in_progress`` (cancelling, finalizing,
+        expired...) and those this runner no longer holds (taken over, or done); ``complete`` would
+        refuse their results anyway."""
+        if not keys:
+            return []
+        by_batch: dict[str, builtins.list[int]] = {}
+        for batch_id, line in keys:
+            by_batch.setdefault(batch_id, []).append(line)
+        stop: builtins.list[tuple[str, int]] = []
+        with write_transaction(self._engine) as conn:
+            statuses = dict(
+                conn.execute(select(batches.c.id, batches.c.status).where(batches.c.id.in_(builtins.list(by_batch)))).all()
+            )
+            for batch_id, lines in by_batch.items():
+                if statuses.get(batch_id) != IN_PROGRESS:
+                    stop.extend((batch_id, line) for line in lines)
+                    continue
+                held = (
+                    batch_requests.c.batch_id == batch_id,
+                    batch_requests.c.line.in_(lines),
+                    batch_requests.c.status == RUNNING,
+                    batch_requests.c.lease_owner == runner,
+                )
+                conn.execute(update(batch_requests).where(*held).values(lease_until=until))
+                kept = set(conn.scalars(select(batch_requests.c.line).where(*held)))
+                stop.extend((batch_id, line) for line in lines if line not in kept)
+        return stop
+
+    def complete(
+        self,
+        runner: str,
+        batch_id: str,
+        line: int,
+        *,
+        ok: bool,
+        result: dict[str, Any],
+        input_tokens: int,
+        cached_tokens: int,
+        output_tokens: int,
+        now: float,
+    ) -> bool:
+        """Record a line's result (``ok``: it goes to the output file, else the error file) and, in the
+        same transaction, count it in the batch (completed or failed, and the tokens).
+
+        Only while the line is ``running`` under this runner (its lease may have run out, as long as
+        nobody took it over) and the batch is ``in_progress``. False otherwise, with nothing written:
+        the line was taken over or is already done, or the batch is being cancelled, expired or
+        finalized. The caller then drops its result: every line is counted exactly once."""
+        with write_transaction(self._engine) as conn:
+            # lock the batch row first: a cancel or mark_finalizing is then wholly before or after us
+            status = conn.scalar(select(batches.c.status).where(batches.c.id == batch_id).with_for_update())
+            if status != IN_PROGRESS:
+                return False
+            done = conn.execute(
+                update(batch_requests)
+                .where(
+                    batch_requests.c.batch_id == batch_id,
+                    batch_requests.c.line == line,
+                    batch_requests.c.status == RUNNING,
+                    batch_requests.c.lease_owner == runner,
+                )
+                .values(status=DONE, ok=ok, result=to_json(result), lease_until=None, updated_at=now)
+            )
+            if done.rowcount == 0:
+                return False
+            counted = batches.c.completed if ok else batches.c.failed
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(
+                    {
+                        counted.name: counted + 1,
+                        "input_tokens": batches.c.input_tokens + input_tokens,
+                        "cached_tokens": batches.c.cached_tokens + cached_tokens,
+                        "output_tokens": batches.c.output_tokens + output_tokens,
+                    }
+                )
+            )
+        return True

@@ -68,6 +68,20 @@ def _files_route(method: str, rest: list[str]) -> Check | None:
     return None
 
 
+def _batches_route(method: str, rest: list[str]) -> Check | None:
+    """/v1/batches[/...]: ``rest`` is what follows 'batches'."""
+    match rest:
+        case [] if method == "POST":
+            return spec.validate_batch
+        case [] if method == "GET":
+            return spec.validate_batch_list
+        case [_] if method == "GET":
+            return spec.validate_batch
+        case [_, "cancel"] if method == "POST":
+            return spec.validate_batch
+    return None
+
+
 def schema_for(method: str, path: str, status: int, streaming: bool) -> Check | None:
     """The validator for one response (or one stream event), by route."""
     if status >= 400:
@@ -82,6 +96,8 @@ def schema_for(method: str, path: str, status: int, streaming: bool) -> Check | 
         return _conversations_route(method, segments[head.index("conversations") + 1 :])
     if "files" in head:
         return _files_route(method, segments[head.index("files") + 1 :])
+    if "batches" in head:
+        return _batches_route(method, segments[head.index("batches") + 1 :])
     if path.endswith("/chat/completions") and method == "POST":
         return spec.validate_chat_chunk if streaming else spec.validate_chat_completion
     if path.endswith("/completions") and method == "POST":

@@ -447,5 +447,13 @@ def validate_file_list(body: Any, profile: Profile = "lenient") -> None:
     validate(body, "FaceplateListFilesResponse", profile)
 
 
+def validate_batch(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "Batch", profile)
+
+
+def validate_batch_list(body: Any, profile: Profile = "lenient") -> None:
+    validate(body, "ListBatchesResponse", profile)
+
+
 def validate_file_deleted(body: Any, profile: Profile = "lenient") -> None:
     validate(body, "DeleteFileResponse", profile)

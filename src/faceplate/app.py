@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
-from faceplate.api import admin, chat, completions, conversations, embeddings, files, health, models, responses
+from faceplate.api import admin, batches, chat, completions, conversations, embeddings, files, health, models, responses
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
 from faceplate.http.middleware import RequestIds
 from faceplate.http.sse import json_response
 from faceplate.service import files as file_service
+from faceplate.service.batch_worker import BatchWorker
 from faceplate.service.services import Services
 from faceplate.service.stored_responses import start_upkeep
 
@@ -69,6 +70,7 @@ def create_app(
         responses.routes,
         conversations.routes,
         files.routes,
+        batches.routes,
         admin.routes,
         *(extensions or []),
     ]
@@ -79,9 +81,12 @@ def create_app(
         await services.registry.start()
         upkeep = await start_upkeep(services)
         files_upkeep = await file_service.start_upkeep(services)
+        worker = BatchWorker(services)
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()  # its leases run out; another runner (or this one restarted) takes over
             for task in (upkeep, files_upkeep):
                 if task is not None:
                     task.cancel()

@@ -195,6 +195,11 @@ class Settings(BaseModel):
     max_batch_file_bytes: int = Field(
         200 * 1024 * 1024, ge=1, description="largest purpose=batch file accepted (200 MiB; never above max_file_bytes)"
     )
+    batch_concurrency: int = Field(2, ge=1, le=1024, description="batch request lines this process runs at once")
+    batch_window_s: float = Field(86400.0, gt=0, description="a batch expires this long after it is created (OpenAI: 24 h)")
+    batch_lease_s: float = Field(
+        60.0, gt=0, description="how long a batch worker holds a line or stage before others may take it"
+    )
 
     @field_validator("api_keys")
     @classmethod

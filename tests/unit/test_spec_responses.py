@@ -204,6 +204,10 @@ def test_item_list_conversation_and_small_bodies() -> None:
         ("POST", "/v1/conversations/conv_1/items", False, spec.validate_conversation_item_list),
         ("GET", "/v1/conversations/conv_1/items/msg_1", False, spec.validate_conversation_item),
         ("DELETE", "/v1/conversations/conv_1/items/msg_1", False, spec.validate_conversation),
+        ("POST", "/v1/batches", False, spec.validate_batch),
+        ("GET", "/v1/batches?limit=2", False, spec.validate_batch_list),
+        ("GET", "/v1/batches/batch_1", False, spec.validate_batch),
+        ("POST", "/v1/batches/batch_1/cancel", False, spec.validate_batch),
         # The routes that were there before keep their validators.
         ("POST", "/v1/chat/completions", True, spec.validate_chat_chunk),
         ("POST", "/v1/completions", False, spec.validate_completion),

@@ -1,0 +1,360 @@
+"""The batch worker: runs the Batch API's batches in the background, durably (see ``store.batches``).
+
+One ``BatchWorker`` per process, started and stopped with the app. Each pass of its loop:
+
+- takes one batch that needs stage work (``claim_stage``): a ``validating`` batch has its input
+  file read from the blob store and validated as it streams (``validate_input``), then ``start``
+  or ``fail``; a batch whose lines are all done, that expired, or that is being cancelled is
+  wrapped up: ``mark_finalizing`` where it applies, its results streamed into an output file
+  (successes) and an error file (failures, and unrun lines as ``batch_cancelled`` /
+  ``batch_expired``), both ``batch_output`` files of the batch's owner (null when empty), and
+  ``finish`` with the status and the unrun count;
+- takes request lines (``claim_requests``) up to ``batch_concurrency`` running at once and runs
+  each as its owner, through the same service functions as the HTTP API, with usage metered under
+  ``batch <endpoint>`` and without the key's interactive rpm/tpm;
+- renews its lines' leases, and cancels local lines whose batch stopped (``renew``).
+
+A worker that dies leaves leases that run out; another worker (or this one, restarted) takes the
+work over, and ``complete`` makes sure each line is counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from faceplate.access.auth import Principal
+from faceplate.errors import FaceplateError, InvalidRequest
+from faceplate.protocol.chat import ChatCompletionRequest
+from faceplate.protocol.common import parse_request
+from faceplate.protocol.completions import CompletionRequest
+from faceplate.protocol.embeddings import EmbeddingRequest
+from faceplate.protocol.responses import CreateResponseRequest
+from faceplate.service import embeddings as embedding_service
+from faceplate.service import generate
+from faceplate.service import responses as response_service
+from faceplate.service.batch_input import validate_input
+from faceplate.service.batch_output import dumps_line, failure_line, success_line, unrun_line
+from faceplate.service.batches import principal_from
+from faceplate.service.files import new_file_id
+from faceplate.service.metering import Meter
+from faceplate.service.services import Services
+from faceplate.store import StoredFile
+from faceplate.store.batches import CANCELLING, FINALIZING, IN_PROGRESS, VALIDATING, BatchRow, ClaimedRequest
+
+log = logging.getLogger("faceplate.batches")
+
+BUSY_POLL_S = 0.2
+IDLE_POLL_S = 1.0
+BATCH_PREFIX = "batch "
+_UNRUN_MESSAGES = {
+    "batch_cancelled": "This request was not executed because the batch was cancelled.",
+    "batch_expired": "This request could not be executed before the completion window expired.",
+}
+
+
+@dataclasses.dataclass
+class BatchServices(Services):
+    """The services as batch lines see them: usage metered as ``batch <endpoint>``."""
+
+    def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
+        return super().meter(principal, BATCH_PREFIX + endpoint, model)
+
+
+def batch_services(services: Services) -> BatchServices:
+    return BatchServices(**{f.name: getattr(services, f.name) for f in dataclasses.fields(services)})
+
+
+def _usage(endpoint: str, body: dict[str, Any]) -> tuple[int, int, int]:
+    """(input, cached, output) tokens of one endpoint answer."""
+    usage = body.get("usage") or {}
+    if endpoint == "/v1/responses":
+        details = usage.get("input_tokens_details") or {}
+        return int(usage.get("input_tokens") or 0), int(details.get("cached_tokens") or 0), int(usage.get("output_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    return (
+        int(usage.get("prompt_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _no_stream(data: dict[str, Any]) -> None:
+    if data.get("stream") is True:
+        raise InvalidRequest("Streaming is not supported in the Batch API: 'stream' must not be true.", param="stream")
+
+
+async def run_request(services: Services, principal: Principal, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+    """One batch line's body run on its endpoint: the endpoint's JSON answer, or a FaceplateError."""
+    _no_stream(data)
+    raw = json.dumps(data).encode()
+    name = endpoint.removeprefix("/v1/")
+    if endpoint == "/v1/chat/completions":
+        reply = await generate.chat(services, principal, parse_request(raw, ChatCompletionRequest, endpoint=name))
+        return await reply.collect()
+    if endpoint == "/v1/completions":
+        reply = await generate.completion(services, principal, parse_request(raw, CompletionRequest, endpoint=name))
+        return await reply.collect()
+    if endpoint == "/v1/embeddings":
+        obj, _ = await embedding_service.embed(services, principal, parse_request(raw, EmbeddingRequest, endpoint=name))
+        return obj
+    if endpoint == "/v1/responses":
+        body = parse_request(raw, CreateResponseRequest, endpoint=name)
+        if body.background:
+            raise InvalidRequest("'background' is not supported in the Batch API.", param="background")
+        run = await response_service.create(services, principal, body)
+        return await run.wait()
+    raise InvalidRequest(f"The endpoint {endpoint!r} is not supported for batches.", param="url")
+
+
+class BatchWorker:
+    def __init__(self, services: Services, *, runner: str | None = None) -> None:
+        self.services = services
+        self.batch_services = batch_services(services)
+        self.runner = runner or f"runner_{uuid.uuid4().hex}"
+        self._lines: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._main: asyncio.Task[None] | None = None
+        self._renewed = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.services.store is not None and self.services.blobs is not None
+
+    @property
+    def _lease_s(self) -> float:
+        return self.services.settings.batch_lease_s
+
+    def start(self) -> None:
+        if self.enabled and self._main is None:
+            self._main = asyncio.get_running_loop().create_task(self._loop(), name="batch worker")
+
+    async def stop(self) -> None:
+        """Cancel everything this worker runs; its leases simply run out and others take over."""
+        tasks = [t for t in (self._main, *self._lines.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._main = None
+        self._lines.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                busy = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch worker pass failed; retrying")
+                busy = False
+            await asyncio.sleep(BUSY_POLL_S if busy or self._lines else IDLE_POLL_S)
+
+    async def step(self) -> bool:
+        """One pass: stage work, new lines, lease renewal. True when there was work."""
+        store = self.services.store
+        assert store is not None
+        busy = False
+        row = await asyncio.to_thread(store.batches.claim_stage, self.runner, time.time(), self._lease_s)
+        if row is not None:
+            busy = True
+            try:
+                await self._stage(row)
+            except Exception:
+                log.exception("batch %s: stage work failed; another pass will retry it", row.id)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(store.batches.release_stage, row.id, self.runner)
+        await self._renew()
+        free = self.services.settings.batch_concurrency - len(self._lines)
+        if free > 0:
+            claimed = await asyncio.to_thread(store.batches.claim_requests, self.runner, time.time(), self._lease_s, free)
+            for c in claimed:
+                key = (c.batch_id, c.line)
+                task = asyncio.get_running_loop().create_task(self._run_line(c), name=f"batch line {key}")
+                self._lines[key] = task
+                task.add_done_callback(lambda _t, key=key: self._lines.pop(key, None))
+            busy = busy or bool(claimed)
+        return busy
+
+    async def _renew(self) -> None:
+        """Extend the leases of running lines (at most every second or a third of the lease) and cancel
+        those whose batch stopped or that another runner took over."""
+        if not self._lines:
+            return
+        now = time.monotonic()
+        if now - self._renewed < min(1.0, self._lease_s / 3):
+            return
+        self._renewed = now
+        store = self.services.store
+        assert store is not None
+        keys = list(self._lines)
+        stop = await asyncio.to_thread(store.batches.renew, self.runner, keys, time.time() + self._lease_s)
+        for key in stop:
+            task = self._lines.get(key)
+            if task is not None:
+                task.cancel()
+
+    # --- lines -------------------------------------------------------------------------------
+
+    async def _run_line(self, c: ClaimedRequest) -> None:
+        store = self.services.store
+        assert store is not None
+        request_id = f"req_{uuid.uuid4().hex}"
+        body = c.request.get("body") if isinstance(c.request.get("body"), dict) else c.request
+        tokens = (0, 0, 0)
+        try:
+            answer = await run_request(self.batch_services, principal_from(c.principal), c.endpoint, body)
+            ok, result = True, success_line(c.custom_id, 200, request_id, answer)
+            tokens = _usage(c.endpoint, answer)
+        except FaceplateError as exc:
+            ok, result = False, failure_line(c.custom_id, exc.status, request_id, exc.body())
+        except Exception:
+            log.exception("batch %s line %d: the request failed", c.batch_id, c.line)
+            err = FaceplateError("The server had an error while processing your request. Sorry about that!")
+            ok, result = False, failure_line(c.custom_id, err.status, request_id, err.body())
+        counted = await asyncio.to_thread(
+            store.batches.complete,
+            self.runner,
+            c.batch_id,
+            c.line,
+            ok=ok,
+            result=result,
+            input_tokens=tokens[0],
+            cached_tokens=tokens[1],
+            output_tokens=tokens[2],
+            now=time.time(),
+        )
+        if not counted:
+            log.info("batch %s line %d: result dropped (batch stopped or line taken over)", c.batch_id, c.line)
+
+    # --- stage work --------------------------------------------------------------------------
+
+    async def _stage(self, row: BatchRow) -> None:
+        store = self.services.store
+        assert store is not None
+        now = time.time()
+        if row.status == VALIDATING:
+            await self._validate(row)
+        elif row.status == CANCELLING:
+            await self._wrap_up(row, "cancelled", "batch_cancelled")
+        elif row.status == IN_PROGRESS:
+            # past its window or with every line done: completed if every line ran, else expired
+            if await asyncio.to_thread(store.batches.mark_finalizing, row.id, self.runner, now):
+                await self._wrap_up(row, None, "batch_expired")
+            else:
+                await asyncio.to_thread(store.batches.release_stage, row.id, self.runner)
+        elif row.status == FINALIZING:
+            await self._wrap_up(row, None, "batch_expired")  # a wrap-up a dead runner left
+
+    async def _validate(self, row: BatchRow) -> None:
+        store, blobs = self.services.store, self.services.blobs
+        assert store is not None and blobs is not None
+        found = await asyncio.to_thread(store.files.get, row.input_file_id, row.owner)
+
+        def validate() -> Any:
+            with blobs.open(row.input_file_id) as fh:
+                return validate_input(fh, row.endpoint)
+
+        checked = None
+        if found is not None:
+            with contextlib.suppress(FileNotFoundError):
+                checked = await asyncio.to_thread(validate)
+        now = time.time()
+        if checked is None:
+            errors = [
+                {
+                    "code": "file_not_found",
+                    "message": f"The input file {row.input_file_id!r} no longer exists.",
+                    "param": "input_file_id",
+                    "line": None,
+                }
+            ]
+            await asyncio.to_thread(store.batches.fail, row.id, self.runner, errors, now)
+        elif checked.errors:
+            errors = [dataclasses.asdict(e) for e in checked.errors]
+            await asyncio.to_thread(store.batches.fail, row.id, self.runner, errors, now)
+        else:
+            lines = [(b.line, b.custom_id, {"method": b.method, "url": b.url, "body": b.body}) for b in checked.lines]
+            await asyncio.to_thread(store.batches.start, row.id, self.runner, lines, checked.model, now)
+
+    async def _wrap_up(self, row: BatchRow, status: str | None, unrun_code: str) -> None:
+        """Write the output and error files from the batch's results and finish it. ``status`` None:
+        completed if every line ran, else expired."""
+        store, blobs = self.services.store, self.services.blobs
+        assert store is not None and blobs is not None
+        limit = self.services.settings.max_file_bytes
+        message = _UNRUN_MESSAGES[unrun_code]
+
+        def write() -> tuple[str | None, int, str | None, int, int]:
+            out_id, err_id = new_file_id(), new_file_id()
+            out, err = blobs.writer(out_id, limit), blobs.writer(err_id, limit)
+            n_out = n_err = unrun = 0
+            try:
+                for _line, custom_id, ok, result, _status in store.batches.results(row.id):
+                    if ok is None or result is None:
+                        unrun += 1
+                        n_err += 1
+                        err.write(dumps_line(unrun_line(custom_id, unrun_code, message)))  # type: ignore[arg-type]
+                    elif ok:
+                        n_out += 1
+                        out.write(dumps_line(result))
+                    else:
+                        n_err += 1
+                        err.write(dumps_line(result))
+                out_size = out.commit() if n_out else 0
+                err_size = err.commit() if n_err else 0
+            finally:
+                out.abort()
+                err.abort()
+            return (out_id if n_out else None), out_size, (err_id if n_err else None), err_size, unrun
+
+        out_id, out_size, err_id, err_size, unrun = await asyncio.to_thread(write)
+        final = status or ("expired" if unrun else "completed")
+        created = time.time()
+        expires = None if row.output_expires_after is None else float(int(created) + row.output_expires_after)
+        made: list[str] = []
+        try:
+            for file_id, size, name in ((out_id, out_size, "output"), (err_id, err_size, "error")):
+                if file_id is None:
+                    continue
+                stored = StoredFile(
+                    id=file_id,
+                    owner=row.owner,
+                    filename=f"batch_{row.id}_{name}.jsonl",
+                    purpose="batch_output",
+                    bytes=size,
+                    created_at=created,
+                    expires_at=expires,
+                )
+                await asyncio.to_thread(store.files.create, stored)
+                made.append(file_id)
+            done = await asyncio.to_thread(
+                store.batches.finish,
+                row.id,
+                self.runner,
+                status=final,  # type: ignore[arg-type]
+                output_file_id=out_id,
+                error_file_id=err_id,
+                unrun=unrun,
+                now=time.time(),
+            )
+        except BaseException:
+            done = False
+            raise
+        finally:
+            if not done:
+                for file_id in (out_id, err_id):
+                    if file_id is None:
+                        continue
+                    with contextlib.suppress(Exception):
+                        if file_id in made:
+                            await asyncio.to_thread(store.files.remove, [file_id])
+                        await asyncio.to_thread(blobs.delete, file_id)
+        if not done:
+            log.warning("batch %s: could not finish as %s (lease lost or counts moved)", row.id, final)

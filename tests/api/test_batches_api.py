@@ -1,0 +1,345 @@
+"""The Batch API in process (fake engines, real SQLite store and blob store, the worker started in
+the test): batches to completed on every endpoint, per-line failures, validation failures, cancel,
+expiry, ownership, and a dead runner's line taken over and run exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from faceplate.access.auth import Authenticator
+from faceplate.access.usage import UsageRecord
+from faceplate.config import Settings
+from faceplate.engines.fake import FakeEngine
+from faceplate.engines.fake_embedding import FakeEmbeddingEngine
+from faceplate.engines.registry import Registry
+from faceplate.service.batch_worker import BatchWorker
+from faceplate.service.services import Services
+from faceplate.store import Store
+from faceplate.store.blobs import DirectoryBlobs
+from tests import spec
+from tests.api.conftest import API_KEY, OTHER_KEY, client_for
+
+CHAT = "/v1/chat/completions"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+
+    def record(self, rec: UsageRecord) -> None:
+        self.records.append(rec)
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine("fake-model", n_ctx=512, words=4)
+
+
+@pytest.fixture
+def usage() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def make(engine: FakeEngine, usage: Recorder, tmp_path: Path) -> Iterator[Callable[..., Services]]:
+    stores: list[Store] = []
+
+    def build(**settings: Any) -> Services:
+        store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+        stores.append(store)
+        keys = [API_KEY, OTHER_KEY]
+        registry = Registry([engine, FakeEmbeddingEngine("fake-embedding", max_input_tokens=64)])
+        return Services(
+            settings=Settings(api_keys=keys, **settings),
+            registry=registry,
+            auth=Authenticator(keys),
+            store=store,
+            blobs=DirectoryBlobs(tmp_path / "files"),
+            usage=usage,
+        )
+
+    yield build
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+async def svc(make: Callable[..., Services]) -> AsyncIterator[Services]:
+    services = make()
+    yield services
+    await services.runs.close()
+
+
+@pytest.fixture
+async def api(svc: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(svc) as client:
+        yield client
+
+
+@pytest.fixture
+async def worker(svc: Services) -> AsyncIterator[BatchWorker]:
+    w = BatchWorker(svc)
+    w.start()
+    yield w
+    await w.stop()
+
+
+def chat_line(custom_id: str, content: str = "hi", **extra: Any) -> dict[str, Any]:
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}], **extra}
+    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+
+
+async def upload(api: httpx.AsyncClient, content: bytes) -> str:
+    r = await api.post("/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", content, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+async def create(api: httpx.AsyncClient, lines: list[dict[str, Any]], endpoint: str = CHAT, **extra: Any) -> dict[str, Any]:
+    file_id = await upload(api, jsonl(lines))
+    r = await api.post("/v1/batches", json={"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h", **extra})
+    assert r.status_code == 200, r.text
+    spec.validate_batch(r.json())
+    assert r.json()["status"] == "validating"
+    return r.json()
+
+
+async def wait_for(api: httpx.AsyncClient, batch_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await api.get(f"/v1/batches/{batch_id}")
+        assert r.status_code == 200, r.text
+        if r.json()["status"] in statuses:
+            spec.validate_batch(r.json())
+            return r.json()
+        assert time.monotonic() < deadline, f"batch still {r.json()['status']}, wanted {statuses}"
+        await asyncio.sleep(0.05)
+
+
+async def file_lines(api: httpx.AsyncClient, file_id: str | None) -> list[dict[str, Any]]:
+    if file_id is None:
+        return []
+    meta = await api.get(f"/v1/files/{file_id}")
+    assert meta.status_code == 200, meta.text
+    spec.validate_file(meta.json())
+    assert meta.json()["purpose"] == "batch_output"
+    r = await api.get(f"/v1/files/{file_id}/content")
+    assert r.status_code == 200
+    assert meta.json()["bytes"] == len(r.content)
+    return [json.loads(x) for x in r.content.splitlines()]
+
+
+async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(
+    api: httpx.AsyncClient, worker: BatchWorker, usage: Recorder
+) -> None:
+    batch = await create(api, [chat_line(f"r{i}", f"question {i}") for i in range(5)], metadata={"job": "nightly"})
+    done = await wait_for(api, batch["id"], "completed", "failed")
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+    assert done["model"] == "fake-model" and done["metadata"] == {"job": "nightly"}
+    assert done["error_file_id"] is None and done["errors"] is None
+    for key in ("in_progress_at", "finalizing_at", "completed_at"):
+        assert isinstance(done[key], int)
+    assert done["expires_at"] == done["created_at"] + 86400
+    lines = await file_lines(api, done["output_file_id"])
+    assert sorted(x["custom_id"] for x in lines) == [f"r{i}" for i in range(5)]
+    prompt = completion = 0
+    for x in lines:
+        assert x["error"] is None and x["id"].startswith("batch_req_")
+        assert x["response"]["status_code"] == 200 and x["response"]["request_id"].startswith("req_")
+        spec.validate(x["response"]["body"], "CreateChatCompletionResponse")
+        prompt += x["response"]["body"]["usage"]["prompt_tokens"]
+        completion += x["response"]["body"]["usage"]["completion_tokens"]
+    u = done["usage"]
+    assert (u["input_tokens"], u["output_tokens"]) == (prompt, completion) and prompt > 0 and completion > 0
+    assert u["total_tokens"] == prompt + completion
+    assert u["output_tokens_details"] == {"reasoning_tokens": 0}
+    batch_usage = [r for r in usage.records if r.endpoint == "batch /v1/chat/completions"]
+    assert len(batch_usage) == 5 and all(r.status == 200 for r in batch_usage)
+    assert not [r for r in usage.records if r.endpoint == CHAT]
+    listed = (await api.get("/v1/batches")).json()
+    spec.validate_batch_list(listed)
+    assert listed["data"][0]["id"] == batch["id"] and listed["has_more"] is False
+    r = await api.post(f"/v1/batches/{batch['id']}/cancel")
+    assert r.status_code == 400, r.text  # a finished batch cannot be cancelled
+
+
+async def test_embeddings_completions_and_responses_batches(api: httpx.AsyncClient, worker: BatchWorker) -> None:
+    emb = await create(
+        api,
+        [
+            {
+                "custom_id": f"e{i}",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": {"model": "fake-embedding", "input": f"text {i}"},
+            }
+            for i in range(3)
+        ],
+        endpoint="/v1/embeddings",
+    )
+    comp = await create(
+        api,
+        [
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/completions",
+                "body": {"model": "fake-model", "prompt": f"say {i}"},
+            }
+            for i in range(3)
+        ],
+        endpoint="/v1/completions",
+    )
+    resp = await create(
+        api,
+        [
+            {
+                "custom_id": f"x{i}",
+                "method": "POST",
+                "url": "/v1/responses",
+                "body": {"model": "fake-model", "input": f"hello {i}"},
+            }
+            for i in range(3)
+        ],
+        endpoint="/v1/responses",
+    )
+    for batch, schema in ((emb, "CreateEmbeddingResponse"), (comp, "CreateCompletionResponse"), (resp, "Response")):
+        done = await wait_for(api, batch["id"], "completed", "failed")
+        assert done["status"] == "completed", done
+        assert done["request_counts"] == {"total": 3, "completed": 3, "failed": 0}
+        lines = await file_lines(api, done["output_file_id"])
+        assert len(lines) == 3
+        for x in lines:
+            spec.validate(x["response"]["body"], schema)
+        assert done["usage"]["input_tokens"] > 0
+
+
+async def test_a_bad_body_fails_only_its_line(api: httpx.AsyncClient, worker: BatchWorker) -> None:
+    lines = [chat_line("good"), chat_line("bad", temperature="hot"), chat_line("streamed", stream=True), chat_line("good2")]
+    done = await wait_for(api, (await create(api, lines))["id"], "completed", "failed")
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 4, "completed": 2, "failed": 2}
+    assert sorted(x["custom_id"] for x in await file_lines(api, done["output_file_id"])) == ["good", "good2"]
+    errors = {x["custom_id"]: x for x in await file_lines(api, done["error_file_id"])}
+    assert set(errors) == {"bad", "streamed"}
+    for x in errors.values():
+        assert x["error"] is None and x["response"]["status_code"] == 400
+        spec.validate_error(x["response"]["body"])
+    assert errors["bad"]["response"]["body"]["error"]["param"] == "temperature"
+    assert errors["streamed"]["response"]["body"]["error"]["param"] == "stream"
+
+
+async def test_a_bad_input_file_fails_the_batch(api: httpx.AsyncClient, worker: BatchWorker) -> None:
+    done = await wait_for(api, (await create(api, [chat_line("a"), chat_line("a")]))["id"], "completed", "failed")
+    assert done["status"] == "failed" and isinstance(done["failed_at"], int)
+    first = done["errors"]["data"][0]
+    assert (first["code"], first["line"], first["param"]) == ("duplicate_custom_id", 2, "custom_id")
+    assert done["output_file_id"] is None and done["error_file_id"] is None
+    assert done["request_counts"] == {"total": 0, "completed": 0, "failed": 0}
+
+
+async def test_create_refusals(api: httpx.AsyncClient, other: None = None) -> None:
+    r = await api.post("/v1/batches", json={"input_file_id": "file-nope", "endpoint": CHAT, "completion_window": "24h"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input_file_id"
+    up = await api.post("/v1/files", data={"purpose": "user_data"}, files={"file": ("x.txt", b"hello", "text/plain")})
+    r = await api.post("/v1/batches", json={"input_file_id": up.json()["id"], "endpoint": CHAT, "completion_window": "24h"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input_file_id"
+    r = await api.post("/v1/batches", json={"input_file_id": "f", "endpoint": "/v1/moderations", "completion_window": "24h"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "endpoint"
+    assert (await api.get("/v1/batches?limit=0")).status_code == 400
+    assert (await api.get("/v1/batches/batch_nope")).status_code == 404
+
+
+async def test_cancel_mid_run(api: httpx.AsyncClient, worker: BatchWorker, engine: FakeEngine) -> None:
+    engine.delay_s = 0.05
+    batch = await create(api, [chat_line(f"r{i}") for i in range(8)])
+    await wait_for(api, batch["id"], "in_progress")
+    r = await api.post(f"/v1/batches/{batch['id']}/cancel")
+    assert r.status_code == 200, r.text
+    spec.validate_batch(r.json())
+    assert r.json()["status"] == "cancelling" and isinstance(r.json()["cancelling_at"], int)
+    done = await wait_for(api, batch["id"], "cancelled")
+    counts = done["request_counts"]
+    assert counts["total"] == 8 and counts["completed"] + counts["failed"] == 8
+    outputs = await file_lines(api, done["output_file_id"])
+    errors = await file_lines(api, done["error_file_id"])
+    unrun = [x for x in errors if x["response"] is None]
+    assert unrun and all(x["error"]["code"] == "batch_cancelled" for x in unrun)
+    assert sorted(x["custom_id"] for x in outputs + errors) == sorted(f"r{i}" for i in range(8))
+    assert counts["completed"] == len(outputs)
+
+
+async def test_a_batch_past_its_window_expires(make: Callable[..., Services], engine: FakeEngine) -> None:
+    services = make(batch_window_s=1.0, batch_concurrency=1)
+    engine.delay_s = 0.1  # about half a second a line: only one or two run in the window
+    async with client_for(services) as api:
+        worker = BatchWorker(services)
+        worker.start()
+        try:
+            batch = await create(api, [chat_line(f"r{i}") for i in range(6)])
+            done = await wait_for(api, batch["id"], "expired", "completed")
+        finally:
+            await worker.stop()
+            await services.runs.close()
+    assert done["status"] == "expired" and isinstance(done["expired_at"], int)
+    counts = done["request_counts"]
+    assert counts["total"] == 6 and counts["completed"] + counts["failed"] == 6 and counts["completed"] < 6
+    async with client_for(services) as api:
+        errors = await file_lines(api, done["error_file_id"])
+        outputs = await file_lines(api, done["output_file_id"])
+    assert {x["error"]["code"] for x in errors if x["response"] is None} == {"batch_expired"}
+    assert sorted(x["custom_id"] for x in outputs + errors) == sorted(f"r{i}" for i in range(6))
+
+
+async def test_batches_belong_to_their_key(svc: Services, api: httpx.AsyncClient, worker: BatchWorker) -> None:
+    batch = await create(api, [chat_line("a")])
+    async with client_for(svc, OTHER_KEY) as other:
+        assert (await other.get(f"/v1/batches/{batch['id']}")).status_code == 404
+        assert (await other.post(f"/v1/batches/{batch['id']}/cancel")).status_code == 404
+        assert (await other.get("/v1/batches")).json()["data"] == []
+        r = await other.post(
+            "/v1/batches", json={"input_file_id": batch["input_file_id"], "endpoint": CHAT, "completion_window": "24h"}
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == "input_file_id"
+        done = await wait_for(api, batch["id"], "completed")
+        assert (await other.get(f"/v1/files/{done['output_file_id']}")).status_code == 404
+
+
+async def test_a_dead_runners_line_is_taken_over_and_run_once(svc: Services, api: httpx.AsyncClient) -> None:
+    store = svc.store
+    assert store is not None
+    batch = await create(api, [chat_line(f"r{i}") for i in range(4)])
+    now = time.time()
+    # a runner that died: it validated the batch, then took line 1 and never finished it
+    row = store.batches.claim_stage("dead", now, 60)
+    assert row is not None and row.id == batch["id"]
+    requests = [(i + 1, f"r{i}", chat_line(f"r{i}")) for i in range(4)]
+    assert store.batches.start(row.id, "dead", requests, "fake-model", now)
+    taken = store.batches.claim_requests("dead", now - 120, 1, 1)  # its lease ran out long ago
+    assert [c.custom_id for c in taken] == ["r0"]
+    worker = BatchWorker(svc)
+    worker.start()
+    try:
+        done = await wait_for(api, batch["id"], "completed", "failed")
+    finally:
+        await worker.stop()
+    assert done["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
+    ids = [x["custom_id"] for x in await file_lines(api, done["output_file_id"]) + await file_lines(api, done["error_file_id"])]
+    assert sorted(ids) == ["r0", "r1", "r2", "r3"]
+    late = store.batches.complete(
+        "dead", row.id, 1, ok=True, result={}, input_tokens=1, cached_tokens=0, output_tokens=1, now=time.time()
+    )
+    assert late is False  # the dead runner's late result is dropped

@@ -343,3 +343,38 @@ async def test_a_dead_runners_line_is_taken_over_and_run_once(svc: Services, api
         "dead", row.id, 1, ok=True, result={}, input_tokens=1, cached_tokens=0, output_tokens=1, now=time.time()
     )
     assert late is False  # the dead runner's late result is dropped
+
+
+async def test_list_pages_newest_first(api: httpx.AsyncClient) -> None:
+    ids = [(await create(api, [chat_line("a")]))["id"] for _ in range(3)]  # no worker: they stay validating
+    first = (await api.get("/v1/batches?limit=2")).json()
+    spec.validate_batch_list(first)
+    assert [b["id"] for b in first["data"]] == ids[::-1][:2] and first["has_more"] is True
+    assert (first["first_id"], first["last_id"]) == (ids[2], ids[1])
+    rest = (await api.get(f"/v1/batches?limit=2&after={first['last_id']}")).json()
+    assert [b["id"] for b in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    r = await api.post(f"/v1/batches/{ids[0]}/cancel")  # a validating batch cancels too
+    assert r.status_code == 200 and r.json()["status"] == "cancelling"
+
+
+async def test_leases_are_renewed_so_long_lines_run_once(
+    make: Callable[..., Services], engine: FakeEngine, usage: Recorder
+) -> None:
+    services = make(batch_lease_s=0.4)
+    engine.delay_s = 0.05  # per byte token: about a second a line, over twice the lease
+    async with client_for(services) as api:
+        workers = [BatchWorker(services), BatchWorker(services)]  # two runners: either would take over a lapsed lease
+        for w in workers:
+            w.start()
+        try:
+            batch = await create(api, [chat_line(f"r{i}") for i in range(5)])
+            done = await wait_for(api, batch["id"], "completed", "failed")
+            outputs = await file_lines(api, done["output_file_id"])
+        finally:
+            for w in workers:
+                await w.stop()
+            await services.runs.close()
+    assert done["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+    assert sorted(x["custom_id"] for x in outputs) == [f"r{i}" for i in range(5)]
+    runs = [r.status for r in usage.records if r.endpoint == "batch /v1/chat/completions"]
+    assert runs == [200] * 5  # no line was taken over, so none ran twice

@@ -164,23 +164,44 @@ class BatchWorker:
         row = await asyncio.to_thread(store.batches.claim_stage, self.runner, time.time(), self._lease_s)
         if row is not None:
             busy = True
+            keeper = asyncio.get_running_loop().create_task(self._keep_stage(row.id), name=f"batch stage lease {row.id}")
             try:
                 await self._stage(row)
             except Exception:
                 log.exception("batch %s: stage work failed; another pass will retry it", row.id)
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(store.batches.release_stage, row.id, self.runner)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(BaseException):
+                    await keeper
         await self._renew()
         free = self.services.settings.batch_concurrency - len(self._lines)
         if free > 0:
             claimed = await asyncio.to_thread(store.batches.claim_requests, self.runner, time.time(), self._lease_s, free)
             for c in claimed:
                 key = (c.batch_id, c.line)
+                if key in self._lines:
+                    continue  # ours and still running (its lease ran out before a renewal): the claim renewed it
                 task = asyncio.get_running_loop().create_task(self._run_line(c), name=f"batch line {key}")
                 self._lines[key] = task
                 task.add_done_callback(lambda _t, key=key: self._lines.pop(key, None))
             busy = busy or bool(claimed)
         return busy
+
+    async def _keep_stage(self, batch_id: str) -> None:
+        """Renew the stage lease while a long validation or wrap-up runs (every third of the lease)."""
+        store = self.services.store
+        assert store is not None
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                held = await asyncio.to_thread(store.batches.renew_stage, batch_id, self.runner, time.time() + self._lease_s)
+            except Exception:
+                log.exception("batch %s: could not renew the stage lease", batch_id)
+                continue
+            if not held:
+                return  # finished (the lease is released) or taken over: the store refuses our writes
 
     async def _renew(self) -> None:
         """Extend the leases of running lines (at most every second or a third of the lease) and cancel

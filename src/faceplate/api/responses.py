@@ -49,8 +49,8 @@ def routes(svc: Services) -> list[Route]:
     keepalive = svc.settings.keepalive_s
 
     async def create(request: Request) -> Response:
-        body, strict = await parse_body(request, CreateResponseRequest, endpoint="responses", settings=svc.settings)
-        run = await responses.create(svc, principal_of(request), body, strict=strict)
+        body, _ = await parse_body(request, CreateResponseRequest, endpoint="responses", settings=svc.settings)
+        run = await responses.create(svc, principal_of(request), body)
         headers = run.reply.headers
         if body.stream:
 

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from faceplate.access.auth import Principal
-from faceplate.engines.base import ChatRequest, Prepared
+from faceplate.engines.base import ChatEngine, ChatRequest, Prepared, SamplingParams
 from faceplate.errors import ContextLengthExceeded, InvalidRequest, NotFound
 from faceplate.protocol.response_items import ItemReference
 from faceplate.protocol.responses import CreateResponseRequest, ResponseInputFields
 from faceplate.service.generate import estimate_prompt_tokens, metered
-from faceplate.service.response_runs import ResponseRun
+from faceplate.service.response_runs import Persist, ResponseRun
 from faceplate.service.services import Services
 from faceplate.store import BrokenChain, Store
 from faceplate.translate.response_items import Item, messages, stored_item
@@ -54,8 +54,8 @@ def _previous_not_found(response_id: str, why: str = "not found") -> InvalidRequ
     )
 
 
-async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None, set[str]]:
-    """The stored items this turn continues from, the conversation id, and the ids already in that conversation."""
+async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None]:
+    """The stored items this turn continues from, and the conversation id (if it continues one)."""
     if body.previous_response_id and body.conversation is not None:
         raise InvalidRequest(
             "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together.",
@@ -72,15 +72,15 @@ async def load_context(services: Services, owner: str, body: ResponseInputFields
         last = await asyncio.to_thread(require_store(services).responses.get, rid, owner)
         if last is not None and last.status in ("queued", "in_progress"):
             raise _previous_not_found(rid, "has not finished yet")
-        return [item for t in turns for item in (*t.inputs, *t.outputs)], None, set()
+        return [item for t in turns for item in (*t.inputs, *t.outputs)], None
     cid = body.conversation_id()
     if cid is None:
-        return [], None, set()
+        return [], None
     store = require_store(services)
     items = await asyncio.to_thread(store.conversations.items, cid, owner)
     if items is None:
         raise NotFound(f"Conversation with id '{cid}' not found.", param="conversation")
-    return items, cid, {str(i["id"]) for i in items}
+    return items, cid
 
 
 async def stored_inputs(services: Services, owner: str, wire: list[Any], param: str) -> list[Item]:
@@ -141,7 +141,42 @@ def _fits(items: list[Item]) -> list[Item]:
     return rest
 
 
-async def create(services: Services, principal: Principal, body: CreateResponseRequest, *, strict: bool = False) -> ResponseRun:
+@dataclass(frozen=True)
+class PromptTurn:
+    """What one turn sends the engine: the request, the items it renders, and what the object echoes."""
+
+    request: ChatRequest
+    items: list[Item]  # the stored context, then this turn's inputs
+    inputs: list[Item]
+    conversation_id: str | None
+    plan: ToolPlan
+    text: dict[str, Any]
+
+
+async def build_turn(
+    services: Services, owner: str, body: ResponseInputFields, rid: str, params: SamplingParams, *, one_call: bool = False
+) -> PromptTurn:
+    """Context, inputs, tools and format as one engine request (shared by create and input_tokens).
+
+    ``one_call``: ``max_tool_calls`` is 1, so the grammar allows no parallel calls."""
+    context, cid = await load_context(services, owner, body)
+    inputs = await stored_inputs(services, owner, body.items(), "input")
+    plan = tool_plan(body, ignore_unsupported=services.settings.responses_ignore_unsupported_tools)
+    fmt, text = text_format(body)
+    items = [*context, *inputs]
+    request = ChatRequest(
+        request_id=rid,
+        messages=tuple(messages(items, body.instructions)),
+        sampling=params,
+        tools=plan.tools,
+        tool_choice=plan.choice,
+        parallel_tool_calls=plan.parallel and not one_call,
+        response_format=fmt,
+    )
+    return PromptTurn(request, items, inputs, cid, plan, text)
+
+
+async def create(services: Services, principal: Principal, body: CreateResponseRequest) -> ResponseRun:
     store = body.store is not False
     if body.background and not store:
         raise InvalidRequest("Background responses must be stored: 'background' needs 'store' true.", param="background")
@@ -149,26 +184,12 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
         require_store(services)
     engine = services.chat_engine(principal, body.model)
     owner = principal.owner
-    context, cid, known = await load_context(services, owner, body)
-    inputs = await stored_inputs(services, owner, body.items(), "input")
-    plan = tool_plan(body, ignore_unsupported=services.settings.responses_ignore_unsupported_tools)
-    fmt, text = text_format(body)
     rid = new_item_id("resp")
-    parallel = plan.parallel and body.max_tool_calls != 1
-    request = ChatRequest(
-        request_id=rid,
-        messages=tuple(messages([*context, *inputs], body.instructions)),
-        sampling=sampling(body),
-        tools=plan.tools,
-        tool_choice=plan.choice,
-        parallel_tool_calls=parallel,
-        response_format=fmt,
-    )
-
-    current = [request]  # truncation may replace it
+    turn = await build_turn(services, owner, body, rid, sampling(body), one_call=body.max_tool_calls == 1)
+    request, inputs, cid, plan = turn.request, turn.inputs, turn.conversation_id, turn.plan
 
     async def prepare() -> list[Prepared]:
-        return await _prepare_truncating(services, engine, current, [*context, *inputs], body)
+        return await _prepare_truncating(services, engine, request, turn.items, body)
 
     reply = await metered(
         services,
@@ -183,14 +204,14 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
     )
     status = "queued" if body.background else "in_progress"
     state = ResponseState(
-        _object(rid, body, status=status, store=store, plan=plan, text=text),
+        _object(rid, body, status=status, store=store, plan=plan, text=turn.text),
         logprobs=request.sampling.top_logprobs is not None,
         custom_tools=plan.custom,
         max_tool_calls=body.max_tool_calls,
     )
     persist = started = None
     if store:
-        persist = _persister(services, inputs, cid, known)
+        persist = _persister(services, inputs, cid)
         started = _progress(services) if body.background else None
         try:
             await asyncio.to_thread(
@@ -214,37 +235,32 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
 
 
 async def _prepare_truncating(
-    services: Services, engine: Any, request: list[ChatRequest], items: list[Item], body: CreateResponseRequest
+    services: Services, engine: ChatEngine, request: ChatRequest, items: list[Item], body: CreateResponseRequest
 ) -> list[Prepared]:
     """Prepare; with ``truncation: auto``, drop the oldest items until the prompt fits (else the 400 names ``input``)."""
     while True:
         try:
-            return [await engine.prepare_chat(request[0], services.cpu)]
+            return [await engine.prepare_chat(request, services.cpu)]
         except ContextLengthExceeded as exc:
             if body.truncation != "auto" or len(items) <= 1:
                 exc.param = "input"
                 raise
             items = _fits(items)
-            request[0] = replace(request[0], messages=tuple(messages(items, body.instructions)))
+            request = replace(request, messages=tuple(messages(items, body.instructions)))
 
 
-def _progress(services: Services) -> Any:
+def _progress(services: Services) -> Persist:
     async def started(run: ResponseRun) -> None:
         await asyncio.to_thread(services.store.responses.update, run.id, run.state.snapshot())  # type: ignore[union-attr]
 
     return started
 
 
-def _persister(services: Services, inputs: list[Item], cid: str | None, known: set[str]) -> Any:
+def _persister(services: Services, inputs: list[Item], cid: str | None) -> Persist:
     async def persist(run: ResponseRun) -> None:
         obj = run.state.snapshot()
-        appended: list[Item] = []
-        if cid is not None and obj["status"] in ("completed", "incomplete"):
-            seen = set(known)
-            for item in (*inputs, *obj["output"]):
-                if item["id"] not in seen:
-                    seen.add(item["id"])
-                    appended.append(item)
+        # the store leaves out items the conversation already holds (or that repeat in this turn)
+        appended = [*inputs, *obj["output"]] if cid is not None and obj["status"] in ("completed", "incomplete") else []
         await asyncio.to_thread(
             services.store.responses.finish,  # type: ignore[union-attr]
             run.id,

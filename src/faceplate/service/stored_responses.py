@@ -15,17 +15,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from faceplate.access.auth import Principal
-from faceplate.engines.base import ChatRequest
+from faceplate.engines.base import SamplingParams
 from faceplate.errors import InvalidRequest
 from faceplate.protocol.paging import Page
 from faceplate.protocol.responses import InputTokensRequest
 from faceplate.service.response_runs import OffsetLost
-from faceplate.service.responses import load_context, require_store, response_not_found, stored_inputs
+from faceplate.service.responses import build_turn, require_store, response_not_found
 from faceplate.service.services import Services
 from faceplate.store import Store
 from faceplate.store.responses import UNFINISHED
-from faceplate.translate.response_items import messages
-from faceplate.translate.response_request import text_format, tool_plan
 
 log = logging.getLogger("faceplate.responses")
 
@@ -158,19 +156,8 @@ async def input_tokens(services: Services, principal: Principal, body: InputToke
     if body.model is None:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     engine = services.chat_engine(principal, body.model)
-    context, _, _ = await load_context(services, principal.owner, body)
-    inputs = await stored_inputs(services, principal.owner, body.items(), "input")
-    plan = tool_plan(body, ignore_unsupported=services.settings.responses_ignore_unsupported_tools)
-    fmt, _ = text_format(body)
-    request = ChatRequest(
-        request_id="count",
-        messages=tuple(messages([*context, *inputs], body.instructions)),
-        tools=plan.tools,
-        tool_choice=plan.choice,
-        parallel_tool_calls=plan.parallel,
-        response_format=fmt,
-    )
-    prepared = await engine.prepare_chat(request, services.cpu)
+    turn = await build_turn(services, principal.owner, body, "count", SamplingParams())
+    prepared = await engine.prepare_chat(turn.request, services.cpu)
     return {"object": "response.input_tokens", "input_tokens": prepared.prompt_tokens}
 
 

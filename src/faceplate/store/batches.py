@@ -41,7 +41,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, exists, func, insert, or_, select, text, update
 
 from faceplate.store.conversations import to_json
-from faceplate.store.db import read_transaction, write_transaction
+from faceplate.store.db import page_by_creation, read_transaction, write_transaction
 from faceplate.store.schema import batch_requests, batches
 
 VALIDATING, FAILED, IN_PROGRESS, FINALIZING = "validating", "failed", "in_progress", "finalizing"
@@ -223,19 +223,9 @@ class BatchStore:
         """Up to ``limit`` of the owner's batches, newest first, strictly after the batch ``after``;
         and whether more follow. An ``after`` that is not one of the owner's batches gives ([], False).
         Ordered by ``(created_at, id)``, so the order is total and a cursor never skips or repeats."""
-        if limit < 0:
-            raise ValueError("limit must not be negative")
-        where: builtins.list[ColumnElement[bool]] = [batches.c.owner == owner]
         with read_transaction(self._engine) as conn:
-            if after is not None:
-                anchor = conn.execute(select(batches.c.created_at, batches.c.id).where(batches.c.id == after, *where)).first()
-                if anchor is None:
-                    return [], False
-                at, aid = anchor.created_at, anchor.id
-                where.append(or_(batches.c.created_at < at, and_(batches.c.created_at == at, batches.c.id < aid)))
-            query = select(batches).where(*where).order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit + 1)
-            rows = conn.execute(query).all()
-        return [_row(r) for r in rows[:limit]], len(rows) > limit
+            rows, more = page_by_creation(conn, batches, [batches.c.owner == owner], limit=limit, order="desc", after=after)
+        return [_row(r) for r in rows], more
 
     def request_cancel(self, id: str, owner: str, now: float) -> BatchRow | None:
         """validating or in_progress -> cancelling; any other status is left as it is (the caller

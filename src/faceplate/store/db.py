@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Table, and_, create_engine, event, or_, select
 from sqlalchemy.engine import make_url
 
 BUSY_TIMEOUT_MS = 30_000
@@ -96,3 +96,30 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+def page_by_creation(
+    conn: Connection, table: Table, where: list[ColumnElement[bool]], *, limit: int, order: str, after: str | None
+) -> tuple[list[Row[Any]], bool]:
+    """Up to ``limit`` rows in ``(created_at, id)`` order, strictly after the row ``after``; and has_more.
+
+    The order is total, so a cursor never skips or repeats a row; an ``after`` that ``where`` does not
+    select (another owner's, deleted) gives an empty page."""
+    if order not in ("asc", "desc"):
+        raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+    if limit < 0:
+        raise ValueError("limit must not be negative")
+    at_c, id_c = table.c.created_at, table.c.id
+    where = list(where)
+    if after is not None:
+        anchor = conn.execute(select(at_c, id_c).where(id_c == after, *where)).first()
+        if anchor is None:
+            return [], False
+        at, aid = anchor
+        if order == "asc":
+            where.append(or_(at_c > at, and_(at_c == at, id_c > aid)))
+        else:
+            where.append(or_(at_c < at, and_(at_c == at, id_c < aid)))
+    keys = [at_c.asc(), id_c.asc()] if order == "asc" else [at_c.desc(), id_c.desc()]
+    rows = conn.execute(select(table).where(*where).order_by(*keys).limit(limit + 1)).all()
+    return list(rows[:limit]), len(rows) > limit

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Engine, delete, insert, or_, select
 
-from faceplate.store.db import read_transaction, write_transaction
+from faceplate.store.db import page_by_creation, read_transaction, write_transaction
 from faceplate.store.schema import files
 
 _IN_CHUNK = 500  # ids per IN (...): far below SQLite's and PostgreSQL's bound-parameter limits
@@ -102,27 +102,12 @@ class FileStore:
         """Up to ``limit`` of the owner's live files in creation order (``asc``/``desc``), strictly after
         the file ``after``; and whether more follow. An ``after`` that is not one of the owner's live
         files (deleted, expired, someone else's) gives an empty page."""
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        if limit < 0:
-            raise ValueError("limit must not be negative")
         where: builtins.list[ColumnElement[bool]] = [files.c.owner == owner, _alive(now)]
         if purpose is not None:
             where.append(files.c.purpose == purpose)
         with read_transaction(self._engine) as conn:
-            if after is not None:
-                anchor = conn.execute(select(files.c.created_at, files.c.id).where(files.c.id == after, *where)).first()
-                if anchor is None:
-                    return [], False
-                at, aid = anchor.created_at, anchor.id
-                if order == "asc":
-                    where.append(or_(files.c.created_at > at, and_(files.c.created_at == at, files.c.id > aid)))
-                else:
-                    where.append(or_(files.c.created_at < at, and_(files.c.created_at == at, files.c.id < aid)))
-            keys = (files.c.created_at, files.c.id)
-            ordered = [k.asc() for k in keys] if order == "asc" else [k.desc() for k in keys]
-            rows = conn.execute(select(files).where(*where).order_by(*ordered).limit(limit + 1)).all()
-        return [_row(r) for r in rows[:limit]], len(rows) > limit
+            rows, more = page_by_creation(conn, files, where, limit=limit, order=order, after=after)
+        return [_row(r) for r in rows], more
 
     def delete(self, id: str, owner: str) -> bool:
         """Remove the owner's file row (an expired one too: it is going anyway); False if there was none."""

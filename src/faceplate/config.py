@@ -200,6 +200,15 @@ class Settings(BaseModel):
     batch_lease_s: float = Field(
         60.0, gt=0, description="how long a batch worker holds a line or stage before others may take it"
     )
+    batch_slots: int | None = Field(
+        None, ge=1, description="most slots of a chat model batch lines hold at once (default: half its n_parallel, at least 1)"
+    )
+    batch_owner_concurrency: int | None = Field(
+        None, ge=1, description="most lines of one owner's batches running at once across every replica (default: no cap)"
+    )
+    batch_queue_limit: int | None = Field(
+        None, ge=1, description="most request lines a key may have queued in unfinished batches, unless the key sets its own"
+    )
 
     @field_validator("api_keys")
     @classmethod

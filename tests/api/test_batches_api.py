@@ -142,8 +142,10 @@ async def file_lines(api: httpx.AsyncClient, file_id: str | None) -> list[dict[s
 
 
 async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(
-    api: httpx.AsyncClient, worker: BatchWorker, usage: Recorder
+    api: httpx.AsyncClient, worker: BatchWorker, usage: Recorder, engine: FakeEngine
 ) -> None:
+    r = await api.post(CHAT, json={"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and engine.priorities == ["interactive"]
     batch = await create(api, [chat_line(f"r{i}", f"question {i}") for i in range(5)], metadata={"job": "nightly"})
     done = await wait_for(api, batch["id"], "completed", "failed")
     assert done["status"] == "completed"
@@ -168,7 +170,8 @@ async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(
     assert u["output_tokens_details"] == {"reasoning_tokens": 0}
     batch_usage = [r for r in usage.records if r.endpoint == "batch /v1/chat/completions"]
     assert len(batch_usage) == 5 and all(r.status == 200 for r in batch_usage)
-    assert not [r for r in usage.records if r.endpoint == CHAT]
+    assert len([r for r in usage.records if r.endpoint == CHAT]) == 1  # the interactive request only
+    assert engine.priorities == ["interactive"] + ["batch"] * 5  # batch lines use the engine's batch queue
     listed = (await api.get("/v1/batches")).json()
     spec.validate_batch_list(listed)
     assert listed["data"][0]["id"] == batch["id"] and listed["has_more"] is False

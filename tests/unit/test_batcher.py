@@ -247,3 +247,19 @@ async def test_empty_submit_returns_at_once(make: Callable[..., Batcher[str, str
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Batcher(lambda items: items, max_batch=0, wait_s=0.0)
+
+
+async def test_interactive_requests_go_ahead_of_waiting_batch_requests(make: Callable[..., Batcher[str, str]]) -> None:
+    run = CountingRun(delay_s=0.2)
+    b = make(run, max_batch=2, wait_s=0.0)
+    busy = asyncio.ensure_future(b.submit(["busy"]))
+    await asyncio.to_thread(run.started.wait, 5)  # the worker is inside a batch: the rest queue up
+    batch = asyncio.ensure_future(b.submit(["b1", "b2", "b3", "b4"], "batch"))
+    await asyncio.sleep(0)
+    client = asyncio.ensure_future(b.submit(["c1", "c2"]))
+    assert await asyncio.wait_for(asyncio.gather(busy, batch, client), 10) == [
+        ["<busy>"],
+        ["<b1>", "<b2>", "<b3>", "<b4>"],
+        ["<c1>", "<c2>"],
+    ]
+    assert run.batches == [["busy"], ["c1", "c2"], ["b1", "b2"], ["b3", "b4"]]

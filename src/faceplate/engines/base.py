@@ -22,6 +22,9 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 import numpy as np
 
 FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+# Who is waiting: a client ("interactive") or a Batch API line ("batch"). An engine admits
+# interactive work first and caps the slots batch work may hold, so batches never starve clients.
+Priority = Literal["interactive", "batch"]
 T = TypeVar("T")
 
 
@@ -190,7 +193,7 @@ class ChatEngine(Protocol):
 
     async def prepare_completion(self, request: CompletionRequest, cpu: CpuPool) -> Prepared: ...
 
-    def generate(self, prepared: Prepared) -> AsyncIterator[GenerationEvent]:
+    def generate(self, prepared: Prepared, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:
         """Queue it now (Overloaded if the engine is full) and return its events."""
         ...
 
@@ -253,7 +256,7 @@ class EmbeddingEngine(Protocol):
 
     def count_tokens(self, inputs: Sequence[str | Sequence[int]]) -> list[int]: ...
 
-    async def embed(self, inputs: Sequence[str | Sequence[int]]) -> EmbeddingResult: ...
+    async def embed(self, inputs: Sequence[str | Sequence[int]], priority: Priority = "interactive") -> EmbeddingResult: ...
 
     def stats(self) -> dict[str, Any]: ...
 

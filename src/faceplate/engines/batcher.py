@@ -10,6 +10,9 @@ its arrival for more to join, then runs whatever it has. When the worker was bus
 inputs that queued meanwhile are already past their wait and run at once, so a loaded
 server batches by itself without adding latency.
 
+Interactive requests go ahead of Batch API ones (``priority="batch"``) still waiting, so an
+embedding batch never delays a client by more than the forward pass already running.
+
 A failure in ``run`` fails the requests that had inputs in that batch, and nothing else.
 A request that is cancelled (its client left) has its inputs skipped if they have not
 run yet. With ``enabled=False`` each batch holds one request's inputs only: the same
@@ -28,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from faceplate.engines.base import Priority
 from faceplate.errors import EngineFailure, FaceplateError, Overloaded, ServiceUnavailable
 
 log = logging.getLogger("faceplate.batcher")
@@ -45,6 +49,7 @@ class _Job(Generic[T, R]):
     remaining: int = 0
     given_out: int = 0  # inputs already taken by the worker
     enqueued_at: float = 0.0
+    priority: Priority = "interactive"
     dead: bool = False  # failed or cancelled: skip what is left
 
     def __post_init__(self) -> None:
@@ -102,19 +107,19 @@ class Batcher(Generic[T, R]):
                 self._thread = threading.Thread(target=self._work, name=f"faceplate-{self.name}-batcher", daemon=True)
                 self._thread.start()
 
-    async def submit(self, items: Sequence[T]) -> list[R]:
+    async def submit(self, items: Sequence[T], priority: Priority = "interactive") -> list[R]:
         """The results for ``items``, in order, once every one has run."""
         if not items:
             return []
         loop = asyncio.get_running_loop()
-        job: _Job[T, R] = _Job(items=items, loop=loop, future=loop.create_future())
+        job: _Job[T, R] = _Job(items=items, loop=loop, future=loop.create_future(), priority=priority)
         with self._cond:
             if self._closed:
                 raise ServiceUnavailable("The model is shutting down.")
             if self.max_requests is not None and self._active >= self.max_requests:
                 raise Overloaded("The embedding model is at capacity and its queue is full. Please retry shortly.")
             job.enqueued_at = time.monotonic()
-            self._queue.append(job)
+            self._enqueue(job)
             self._queued_items += len(items)
             self._active += 1
             self._cond.notify()
@@ -127,6 +132,15 @@ class Batcher(Generic[T, R]):
         finally:
             with self._cond:
                 self._active -= 1
+
+    def _enqueue(self, job: _Job[T, R]) -> None:  # holds _cond
+        """Append a batch job; put an interactive one before the first batch job not yet started."""
+        if job.priority == "interactive":
+            for i, queued in enumerate(self._queue):
+                if queued.priority == "batch" and queued.given_out == 0:
+                    self._queue.insert(i, job)
+                    return
+        self._queue.append(job)
 
     def close(self) -> None:
         """Stop the worker after the batch it is running; fail every request still waiting. Blocking."""

@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import EmbeddingResult
+from faceplate.engines.base import EmbeddingResult, Priority
 from faceplate.engines.batcher import Batcher
 from faceplate.errors import InvalidRequest
 
@@ -134,10 +134,10 @@ class BatchedEmbedding:
             name=spec.id,
         )
 
-    async def embed(self, inputs: Sequence[Input]) -> EmbeddingResult:
+    async def embed(self, inputs: Sequence[Input], priority: Priority = "interactive") -> EmbeddingResult:
         seqs = await off_loop_if_big(self.token_sequences, inputs)
         order = longest_first(seqs)  # neighbours of similar length waste less padding
-        rows = await self.batcher.submit([seqs[i] for i in order])
+        rows = await self.batcher.submit([seqs[i] for i in order], priority)
         return EmbeddingResult(vectors=unsort(rows, order), token_counts=tuple(len(s) for s in seqs))
 
     async def start(self) -> None:

@@ -23,6 +23,7 @@ from faceplate.engines.base import (
     CpuPool,
     Finished,
     GenerationEvent,
+    Priority,
     SamplingParams,
     TextDelta,
     TokenLogprob,
@@ -72,6 +73,7 @@ class FakeEngine:
         self.cancelled = 0
         self.delay_s = 0.0  # per token; tests raise it to hold requests open
         self.script: list[str] | None = None  # tests set it: each choice's output text, instead of words
+        self.priorities: list[Priority] = []
         self._slots = asyncio.Semaphore(n_parallel)
         self._waiting = 0
 
@@ -98,7 +100,8 @@ class FakeEngine:
         max_new = fit(params, n, len(tokens), n_ctx=self.n_ctx, n_vocab=self.vocab_size, max_n=self.n_parallel, param=param)
         return FakePrepared(tuple(tokens), params, n, echo, tool_calls, max_new)
 
-    def generate(self, prepared: FakePrepared) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
+    def generate(self, prepared: FakePrepared, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
+        self.priorities.append(priority)  # tests read which queue each request asked for
         if self._waiting >= self.max_queue:
             raise Overloaded("The model is at capacity and its queue is full. Please retry shortly.")
         self._waiting += 1

@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 from faceplate.access.auth import Principal
+from faceplate.engines.base import Priority
 from faceplate.errors import FaceplateError, InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.protocol.common import parse_request
@@ -61,14 +62,18 @@ _UNRUN_MESSAGES = {
 
 @dataclasses.dataclass
 class BatchServices(Services):
-    """The services as batch lines see them: usage metered as ``batch <endpoint>``."""
+    """The services as batch lines see them: usage metered as ``batch <endpoint>``, and the engines'
+    batch queue, which yields to interactive requests."""
+
+    priority: Priority = "batch"
 
     def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
         return super().meter(principal, BATCH_PREFIX + endpoint, model)
 
 
 def batch_services(services: Services) -> BatchServices:
-    return BatchServices(**{f.name: getattr(services, f.name) for f in dataclasses.fields(services)})
+    shared = {f.name: getattr(services, f.name) for f in dataclasses.fields(services) if f.name != "priority"}
+    return BatchServices(**shared)
 
 
 def _usage(endpoint: str, body: dict[str, Any]) -> tuple[int, int, int]:

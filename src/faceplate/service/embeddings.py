@@ -46,7 +46,7 @@ async def embed(services: Services, principal: Principal, body: EmbeddingRequest
         counted = sum(await count_tokens(services, engine, inputs))
         await meter.reserve(counted, 0, explicit=True)
         prompt_tokens = counted
-        result = await engine.embed(inputs)
+        result = await engine.embed(inputs, services.priority)
         vectors = shorten(result.vectors, body.dimensions)
         args = (body.model, vectors, prompt_tokens, body.encoding_format)
         big = vectors.size > INLINE_BUILD_LIMIT

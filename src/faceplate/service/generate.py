@@ -67,7 +67,7 @@ async def metered(
         prepared = await prepare()
         prompt_tokens = sum(p.prompt_tokens for p in prepared)
         await meter.reserve(prompt_tokens, completion, explicit=explicit)
-        streams = await open_streams(engine, prepared)
+        streams = await open_streams(engine, prepared, services.priority)
         shaped = translator(prepared) if callable(translator) else translator
         return Reply(meter, streams, shaped, n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
     except BaseException as exc:

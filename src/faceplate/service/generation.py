@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from faceplate.engines.base import ChatEngine, GenerationEvent, Prepared
+from faceplate.engines.base import ChatEngine, GenerationEvent, Prepared, Priority
 from faceplate.service.metering import Meter, status_of
 from faceplate.translate.common import Choices, Translator
 
@@ -63,12 +63,14 @@ async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> As
             await _aclose(it)
 
 
-async def open_streams(engine: ChatEngine, prepared: Sequence[Prepared]) -> list[AsyncIterator[GenerationEvent]]:
+async def open_streams(
+    engine: ChatEngine, prepared: Sequence[Prepared], priority: Priority = "interactive"
+) -> list[AsyncIterator[GenerationEvent]]:
     """Queue every request, or none: if one is refused (queue full), cancel those already queued."""
     streams: list[AsyncIterator[GenerationEvent]] = []
     try:
         for p in prepared:
-            streams.append(engine.generate(p))
+            streams.append(engine.generate(p, priority))
     except BaseException:
         for s in streams:  # a JobStream cancels its job on close, even if never iterated
             await _aclose(s)

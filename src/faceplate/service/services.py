@@ -9,7 +9,7 @@ from faceplate.access.auth import Authenticator, Principal
 from faceplate.access.limits import Limiter, Unlimited
 from faceplate.access.usage import NullUsage, UsageSink
 from faceplate.config import Settings
-from faceplate.engines.base import ChatEngine, EmbeddingEngine
+from faceplate.engines.base import ChatEngine, EmbeddingEngine, Priority
 from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.metering import Meter
@@ -31,6 +31,7 @@ class Services:
     cpu: CpuPool = field(default_factory=CpuPool)
     runs: Runs = field(default_factory=Runs)  # Responses being generated in this process
     blobs: BlobStore | None = None  # uploaded files' bytes (their metadata is in the store); None: no Files API
+    priority: Priority = "interactive"  # the engines' queue this caller's work goes in (Batch API lines: "batch")
 
     def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
         """The chat engine a name (model id or alias) stands for, if this principal may use it."""

@@ -43,9 +43,14 @@ class Batch:
         # While others are streaming, a prompt goes in chunks so their next token is not held up
         # (always, in deterministic mode: see the module's docstring).
         chunk_cap = self.prefill_chunk if decoding or self.deterministic else budget
-        for s in slots:
-            if s.job is None or not s.pending or budget <= 0:
-                continue
+        prefilling = [s for s in slots if s.job is not None and s.pending]
+        # A client's prompt goes first; Batch API prompts wait for a step without one, so batch
+        # work adds little to a client's time to first token.
+        if any(s.job.priority == "interactive" for s in prefilling):  # type: ignore[union-attr]
+            prefilling = [s for s in prefilling if s.job.priority == "interactive"]  # type: ignore[union-attr]
+        for s in prefilling:
+            if budget <= 0:
+                break
             take = s.pending[: min(budget, chunk_cap)]
             for i, tok in enumerate(take):
                 last = i == len(take) - 1 and len(take) == len(s.pending)

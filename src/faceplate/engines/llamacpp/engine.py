@@ -15,7 +15,15 @@ from typing import Any, Literal
 import llama_cpp as L
 
 from faceplate.config import ModelSpec, Settings
-from faceplate.engines.base import ChatRequest, CompletionRequest, CpuPool, GenerationEvent, SamplingParams, chat_capabilities
+from faceplate.engines.base import (
+    ChatRequest,
+    CompletionRequest,
+    CpuPool,
+    GenerationEvent,
+    Priority,
+    SamplingParams,
+    chat_capabilities,
+)
 from faceplate.engines.chat_template import ChatTemplate
 from faceplate.engines.fit import check_prompt_ids, fit
 from faceplate.engines.llamacpp.grammar import GrammarCompiler
@@ -56,6 +64,7 @@ class LlamaCppEngine:
             n_batch=n_batch,
             max_queue=self.max_jobs,
             deterministic=settings.deterministic,
+            batch_slots=settings.batch_slots,
         )
         special = {
             "bos_token": self.model.special_piece(self.model.bos) if self.model.bos >= 0 else "",
@@ -112,8 +121,8 @@ class LlamaCppEngine:
 
     # -- generate
 
-    def generate(self, prepared: TokenRequest) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
-        events = self.scheduler.submit(prepared)
+    def generate(self, prepared: TokenRequest, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
+        events = self.scheduler.submit(prepared, priority)
         return ToolCallEvents(events, prepared.n) if prepared.tool_calls else events
 
     def capabilities(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from faceplate.engines.base import Finished, GenerationEvent
+from faceplate.engines.base import Finished, GenerationEvent, Priority
 from faceplate.engines.llamacpp.request import TokenRequest
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class Job:
     request: TokenRequest
     loop: asyncio.AbstractEventLoop
+    priority: Priority = "interactive"
     queue: asyncio.Queue[list[GenerationEvent] | BaseException] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     failed: bool = False

@@ -3,9 +3,12 @@
 Each step the thread
 1. takes new jobs and cancellations from the asyncio side,
 2. admits waiting jobs into free slots (one slot = one llama.cpp sequence = one choice),
-   reusing the longest cached prefix it can find,
+   reusing the longest cached prefix it can find: interactive jobs first, in arrival order;
+   a batch job only while no interactive job waits and batch work holds fewer than
+   ``batch_slots`` slots (so a client never waits behind a Batch API line for a slot),
 3. builds one ``llama_batch``: one token for every decoding sequence, then prompt
-   chunks for prefilling ones (bounded, so a long prompt does not freeze streams),
+   chunks for prefilling ones (bounded, so a long prompt does not freeze streams;
+   interactive prompts first, batch prompts only in a step with none),
 4. decodes, samples each sequence with its own sampler chain, and
 5. hands each job its new text in one ``call_soon_threadsafe`` per step.
 
@@ -29,7 +32,7 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
-from faceplate.engines.base import Finished, GenerationEvent, TextDelta
+from faceplate.engines.base import Finished, GenerationEvent, Priority, TextDelta
 from faceplate.engines.llamacpp.batch import Batch
 from faceplate.engines.llamacpp.grammar import SequenceGrammar
 from faceplate.engines.llamacpp.job import Job, JobStream
@@ -62,6 +65,7 @@ class Scheduler:
         max_queue: int,
         prefill_chunk: int = 128,
         deterministic: bool = False,
+        batch_slots: int | None = None,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -70,6 +74,8 @@ class Scheduler:
         self.n_ctx_per_seq = n_ctx_per_seq
         self.n_batch = n_batch
         self.max_queue = max_queue
+        # most slots batch jobs hold at once (a lone batch job may exceed it, or it could never run)
+        self.batch_slots = max(1, min(n_parallel, batch_slots if batch_slots is not None else n_parallel // 2))
         self.slots = [Slot(seq=i) for i in range(n_parallel)]
         self.batch = Batch(n_batch, prefill_chunk, deterministic=deterministic)
         self._threads = (int(L.llama_n_threads(ctx)), int(L.llama_n_threads_batch(ctx)))
@@ -78,7 +84,9 @@ class Scheduler:
         self._cond = threading.Condition()
         self._inbox: deque[Job] = deque()
         self._waiting: deque[Job] = deque()
-        self._queued = 0  # jobs not yet admitted (inbox + waiting), guarded by _cond
+        # jobs not yet admitted (inbox + waiting) by priority, guarded by _cond: each has its own
+        # max_queue, so queued batch lines never make a client's request a 503
+        self._queued: dict[str, int] = {"interactive": 0, "batch": 0}
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"scheduler-{id(self):x}", daemon=True)
 
@@ -103,16 +111,16 @@ class Scheduler:
         """Raise now what ``submit`` would raise: a request that can never run, or a full queue."""
         self._validate(request)
         with self._cond:
-            self._check_capacity()
+            self._check_capacity("interactive")
 
-    def submit(self, request: TokenRequest) -> AsyncIterator[GenerationEvent]:
+    def submit(self, request: TokenRequest, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:
         """Queue a job now (raising Overloaded if the queue is full) and return its event stream."""
         self._validate(request)
-        job = Job(request, asyncio.get_running_loop())
+        job = Job(request, asyncio.get_running_loop(), priority)
         with self._cond:
-            self._check_capacity()
+            self._check_capacity(priority)
             self._inbox.append(job)
-            self._queued += 1
+            self._queued[priority] += 1
             self.counters.submitted += 1
             self._cond.notify()
         return JobStream(job, self.cancel)
@@ -133,10 +141,10 @@ class Scheduler:
                 f"The prompt has a token id outside the vocabulary (0..{self.model.n_vocab - 1}).", param="prompt"
             )
 
-    def _check_capacity(self) -> None:  # holds _cond
+    def _check_capacity(self, priority: Priority) -> None:  # holds _cond
         if self._stopping:
             raise ServiceUnavailable("The model is shutting down.")
-        if self._queued >= self.max_queue:
+        if self._queued[priority] >= self.max_queue:
             self.counters.rejected += 1
             raise Overloaded("The model is at capacity and its queue is full. Please retry shortly.", retry_after_s=1)
 
@@ -147,11 +155,14 @@ class Scheduler:
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            queued = self._queued
+            queued = dict(self._queued)
         return {
             "running_sequences": sum(1 for s in self.slots if s.job is not None),
-            "queued_requests": queued,
+            "batch_sequences": self._batch_held(),
+            "queued_requests": queued["interactive"] + queued["batch"],
+            "queued_batch_requests": queued["batch"],
             "n_parallel": self.n_parallel,
+            "batch_slots": self.batch_slots,
             "max_queue": self.max_queue,
             **self.counters.__dict__,
         }
@@ -203,17 +214,18 @@ class Scheduler:
 
     def _drop_cancelled(self) -> None:
         kept: deque[Job] = deque()
-        dropped = 0
+        dropped: list[Job] = []
         for job in self._waiting:
             if job.cancelled:
-                dropped += 1
+                dropped.append(job)
                 self.counters.cancelled += 1
             else:
                 kept.append(job)
         self._waiting = kept
         if dropped:
             with self._cond:
-                self._queued -= dropped
+                for job in dropped:
+                    self._queued[job.priority] -= 1
         for slot in self.slots:
             if slot.job is not None and slot.job.cancelled:
                 if slot.choice == 0:
@@ -238,7 +250,7 @@ class Scheduler:
             waiting = [*self._waiting, *self._inbox]
             self._inbox.clear()
             self._waiting.clear()
-            self._queued = 0
+            self._queued = {"interactive": 0, "batch": 0}
         for job in waiting:
             self._fail(job, exc)
 
@@ -253,18 +265,33 @@ class Scheduler:
     # -- admission and prefix reuse
 
     def _admit(self, outbox: Outbox) -> None:
-        while self._waiting:
-            job = self._waiting[0]
-            free = [s for s in self.slots if s.job is None]
-            if len(free) < job.request.n:
-                return
-            self._waiting.popleft()
+        while (job := self._next_job()) is not None:
+            self._waiting.remove(job)
             with self._cond:
-                self._queued -= 1
+                self._queued[job.priority] -= 1
             try:
-                self._place(job, free)
+                self._place(job, [s for s in self.slots if s.job is None])
             except Exception as exc:
                 self._fail_job(job, exc, outbox)
+
+    def _next_job(self) -> Job | None:
+        """The job to admit now, if any: the oldest interactive job when its slots are free (nothing
+        jumps it, so a job with n > 1 is not starved by smaller ones); else, with no interactive job
+        waiting, the oldest batch job when it fits and batch work stays within ``batch_slots``."""
+        free = sum(1 for s in self.slots if s.job is None)
+        first_batch: Job | None = None
+        for job in self._waiting:
+            if job.priority == "interactive":
+                return job if free >= job.request.n else None
+            if first_batch is None:
+                first_batch = job
+        if first_batch is None or free < first_batch.request.n:
+            return None
+        held = self._batch_held()
+        return first_batch if held == 0 or held + first_batch.request.n <= self.batch_slots else None
+
+    def _batch_held(self) -> int:
+        return sum(1 for s in self.slots if s.job is not None and s.job.priority == "batch")
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = list(job.request.tokens)

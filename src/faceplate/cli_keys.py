@@ -34,6 +34,11 @@ def add_parsers(sub: Any, add_common: Callable[[argparse.ArgumentParser], None])
     create.add_argument("--models", help="comma-separated model ids the key may use (default: every model)")
     create.add_argument("--rpm", type=int, help="requests per minute (default: unlimited)")
     create.add_argument("--tpm", type=int, help="tokens per minute, prompt + completion (default: unlimited)")
+    create.add_argument(
+        "--batch-token-limit",
+        type=int,
+        help="most prompt tokens queued in unfinished batches (default: the server's batch_token_limit setting)",
+    )
     when = create.add_mutually_exclusive_group()
     when.add_argument("--expires-in", metavar="DURATION", help="lifetime, e.g. 30d, 12h, 90m (default: never expires)")
     when.add_argument("--expires-at", metavar="TIME", help="expiry as ISO 8601, e.g. 2026-12-31T23:59:00Z (UTC if no offset)")
@@ -97,13 +102,22 @@ def _create(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     store = _open(args)
     try:
-        key, secret = store.keys.create(args.name, models=models, rpm=args.rpm, tpm=args.tpm, expires_at=expires_at)
+        key, secret = store.keys.create(
+            args.name,
+            models=models,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            expires_at=expires_at,
+            batch_token_limit=args.batch_token_limit,
+        )
     finally:
         store.close()
     if args.json:
         print(json.dumps({**key.to_json(), "key": secret}, indent=2))
         return 0
     limits = f"rpm {key.rpm or 'unlimited'}, tpm {key.tpm or 'unlimited'}"
+    if key.batch_token_limit is not None:
+        limits += f", batch tokens {key.batch_token_limit}"
     models_txt = ", ".join(key.models) if key.models is not None else "all models"
     print(f"Created {key.id} ({key.name}): {models_txt}; {limits}; expires {iso(key.expires_at) or 'never'}.", file=sys.stderr)
     print("The secret below is shown only this once; store it now.", file=sys.stderr)

@@ -35,7 +35,7 @@ def test_migrations_apply_once_in_order(db_url: str) -> None:
         assert applied_versions(engine) == []
         assert migrate(engine) == [m.version for m in MIGRATIONS]
         assert migrate(engine) == []
-        assert applied_versions(engine) == [1, 2, 3, 4, 5]
+        assert applied_versions(engine) == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5, 6]
         tables = set(inspect(engine).get_table_names())
         responses = {"responses", "response_items", "conversations", "conversation_items"}
         assert {"schema_migrations", "api_keys", "usage", "files", "batches", "batch_requests"} | responses <= tables
@@ -43,7 +43,7 @@ def test_migrations_apply_once_in_order(db_url: str) -> None:
         assert {"ix_usage_created", "ix_usage_key_created"} <= indexes
         with engine.connect() as conn:
             names = conn.execute(select(schema_migrations.c.name).order_by(schema_migrations.c.version)).scalars().all()
-        assert names == ["api_keys", "usage", "responses", "files", "batches"]
+        assert names == ["api_keys", "usage", "responses", "files", "batches", "batch_limits"]
     finally:
         engine.dispose()
 
@@ -79,7 +79,7 @@ def test_concurrent_migrations_apply_each_once(db_url: str) -> None:
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(results, key=len) == [[], [], [], [1, 2, 3, 4, 5]]
+    assert sorted(results, key=len) == [[], [], [], [1, 2, 3, 4, 5, 6]]
 
 
 def test_sqlite_file_and_folder_are_created(tmp_path: Path) -> None:

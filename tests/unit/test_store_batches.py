@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import UniqueConstraint, func, inspect, select
+from sqlalchemy import UniqueConstraint, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from faceplate.store import BatchRow, ClaimedRequest, Store
 from faceplate.store.db import open_engine
 from faceplate.store.migrations import MIGRATIONS, applied_versions, migrate
 from faceplate.store.schema import batch_requests, batches, metadata
+from tests.unit.old_schema import insert_key, key_ids
 
 A, B = "key_alice", "key_bob"
 NOW = 1_700_000_000.0
@@ -583,18 +584,46 @@ def test_migration_5_on_a_version_4_database(db_url: str) -> None:
     try:
         assert migrate(engine, MIGRATIONS[:4]) == [1, 2, 3, 4]
         old = Store(engine)
-        key, _ = old.keys.create("alice")
+        insert_key(engine, "key_1")
         old.conversations.create(id="conv_1", owner=A, created_at=NOW, metadata={"k": "v"}, items=[])
         assert not set(NEW_TABLES) & set(inspect(engine).get_table_names())
 
         assert migrate(engine, MIGRATIONS[:5]) == [5]
         assert applied_versions(engine) == [1, 2, 3, 4, 5]
+        assert key_ids(engine) == ["key_1"]
+        migrate(engine)
         new = Store(engine)
-        assert [k.id for k in new.keys.list()] == [key.id]
         conv = new.conversations.get("conv_1", A)
         assert conv is not None and conv.metadata == {"k": "v"}
         create(new, "batch_1")
         assert new.batches.get("batch_1", A) is not None
+    finally:
+        engine.dispose()
+
+
+def test_migration_6_adds_batch_limits_to_a_version_5_database(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        assert migrate(engine, MIGRATIONS[:5]) == [1, 2, 3, 4, 5]
+        insert_key(engine, "key_1")
+        with engine.begin() as conn:  # a batch as version 5 stored it
+            conn.execute(
+                text(
+                    "INSERT INTO batches (id, owner, principal, endpoint, input_file_id, completion_window, status, "
+                    "created_at, expires_at, metadata, total, completed, failed, input_tokens, cached_tokens, "
+                    "output_tokens) VALUES ('batch_old', :owner, '{}', '/v1/chat/completions', 'file-1', '24h', "
+                    "'in_progress', 1, 2, '{}', 0, 0, 0, 0, 0, 0)"
+                ),
+                {"owner": A},
+            )
+        assert migrate(engine) == [6]
+        new = Store(engine)
+        key = new.keys.get("key_1")
+        assert key is not None and key.batch_token_limit is None
+        row = new.batches.get("batch_old", A)
+        assert row is not None and row.enqueued_tokens == 0
+        made, _ = new.keys.create("bob", batch_token_limit=1000)
+        assert new.keys.get(made.id).batch_token_limit == 1000  # type: ignore[union-attr]
     finally:
         engine.dispose()
 

@@ -17,6 +17,7 @@ from faceplate.store import responses as responses_module
 from faceplate.store.db import open_engine
 from faceplate.store.migrations import MIGRATIONS, applied_versions, migrate
 from faceplate.store.schema import conversation_items, metadata, response_items, responses
+from tests.unit.old_schema import insert_key, key_ids
 
 A, B = "key_alice", "key_bob"
 
@@ -311,15 +312,16 @@ def test_migration_3_on_a_version_2_database(db_url: str) -> None:
     try:
         assert migrate(engine, MIGRATIONS[:2]) == [1, 2]
         old = Store(engine)
-        key, _ = old.keys.create("alice")
-        old.usage.insert([UsageRecord(key.id, "m", "/v1/x", 3, 4, 200, 1.0, time.time())])
+        insert_key(engine, "key_1")
+        old.usage.insert([UsageRecord("key_1", "m", "/v1/x", 3, 4, 200, 1.0, time.time())])
         assert not set(NEW_TABLES) & set(inspect(engine).get_table_names())
 
         assert migrate(engine, MIGRATIONS[:3]) == [3]
         assert applied_versions(engine) == [1, 2, 3]
+        assert key_ids(engine) == ["key_1"]
+        migrate(engine)  # the current store code reads the current schema
         new = Store(engine)
-        assert [k.id for k in new.keys.list()] == [key.id]
-        assert [(r["key"], r["requests"], r["total_tokens"]) for r in new.usage.report("key")] == [(key.id, 1, 7)]
+        assert [(r["key"], r["requests"], r["total_tokens"]) for r in new.usage.report("key")] == [("key_1", 1, 7)]
         make(new, "resp_1")
         assert new.responses.get("resp_1", A) is not None
     finally:

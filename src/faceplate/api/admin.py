@@ -5,7 +5,7 @@ admin key configured the whole /admin tree answers 404, exactly like a URL that 
 exist (nothing to discover, nothing to brute-force); a wrong or missing key is a 401
 ``invalid_api_key``. Every error is OpenAI's envelope.
 
-    POST   /admin/keys            {"name", "models"?, "rpm"?, "tpm"?, "expires_in"? | "expires_at"?}
+    POST   /admin/keys            {"name", "models"?, "rpm"?, "tpm"?, "batch_token_limit"?, "expires_in"? | "expires_at"?}
                                   -> the key object plus "key": the secret, shown only here
     GET    /admin/keys            -> {"object": "list", "data": [key objects]} (never secrets)
     GET    /admin/keys/{id}       -> a key object
@@ -41,6 +41,9 @@ class CreateKey(BaseModel):
     models: list[str] | None = Field(None, description="model ids this key may use; null: every model")
     rpm: int | None = Field(None, ge=1, description="requests per minute")
     tpm: int | None = Field(None, ge=1, description="tokens per minute")
+    batch_token_limit: int | None = Field(
+        None, ge=1, description="most prompt tokens enqueued in unfinished batches; null: the server's setting"
+    )
     expires_in: str | int | None = Field(None, description="lifetime: seconds, or 30d / 12h / 90m")
     expires_at: str | int | None = Field(None, description="Unix seconds or ISO 8601 time")
 
@@ -92,7 +95,13 @@ def routes(svc: Services) -> list[Route]:
         body = parse_request(await read_body(request, 64 * 1024), CreateKey, endpoint="admin.keys")
         expires_at = body.expiry(time.time())
         key, secret = await asyncio.to_thread(
-            store.keys.create, body.name, models=body.models, rpm=body.rpm, tpm=body.tpm, expires_at=expires_at
+            store.keys.create,
+            body.name,
+            models=body.models,
+            rpm=body.rpm,
+            tpm=body.tpm,
+            expires_at=expires_at,
+            batch_token_limit=body.batch_token_limit,
         )
         svc.auth.enable_store()
         return json_response({**key.to_json(), "key": secret}, status=201)

@@ -35,23 +35,56 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, exists, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, insert, or_, select, text, update
 
+from faceplate.store.batch_lines import BatchLines
+from faceplate.store.batch_rows import (
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    DONE,
+    EXPIRED,
+    FAILED,
+    FINALIZING,
+    IN_PROGRESS,
+    PENDING,
+    RUNNING,
+    TERMINAL,
+    VALIDATING,
+    BatchRow,
+    ClaimedRequest,
+    TokenLimitExceeded,
+    batch_row,
+)
 from faceplate.store.conversations import to_json
 from faceplate.store.db import page_by_creation, read_transaction, write_transaction
 from faceplate.store.schema import batch_requests, batches
 
-VALIDATING, FAILED, IN_PROGRESS, FINALIZING = "validating", "failed", "in_progress", "finalizing"
-COMPLETED, EXPIRED, CANCELLING, CANCELLED = "completed", "expired", "cancelling", "cancelled"
-TERMINAL = (FAILED, COMPLETED, EXPIRED, CANCELLED)
-PENDING, RUNNING, DONE = "pending", "running", "done"  # a request line's status
+__all__ = [
+    "CANCELLED",
+    "CANCELLING",
+    "COMPLETED",
+    "DONE",
+    "EXPIRED",
+    "FAILED",
+    "FINALIZING",
+    "IN_PROGRESS",
+    "PENDING",
+    "RUNNING",
+    "TERMINAL",
+    "VALIDATING",
+    "BatchRow",
+    "BatchStore",
+    "ClaimedRequest",
+    "TokenLimitExceeded",
+]
 
 INSERT_CHUNK = 1000  # request rows per executemany in ``start``
 _YIELD = 1000  # rows fetched at a time by ``results``
-_PG_OWNER_LOCK = 0x46504243  # "FPBC": the advisory-lock class that serialises one owner's claims under owner_cap
+_PG_QUEUE_LOCK = 0x46504251  # "FPBQ": the advisory-lock class that serialises one owner's starts under a token limit
+_QUEUED = (IN_PROGRESS, FINALIZING)  # batches whose tokens count as enqueued
 
 _FINISH_FROM: dict[str, tuple[str, ...]] = {
     COMPLETED: (IN_PROGRESS, FINALIZING),
@@ -59,94 +92,6 @@ _FINISH_FROM: dict[str, tuple[str, ...]] = {
     CANCELLED: (CANCELLING,),
 }
 _FINISHED_AT = {COMPLETED: "completed_at", EXPIRED: "expired_at", CANCELLED: "cancelled_at"}
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    """A batch as stored: every column, the JSON ones decoded. Times are Unix seconds (float)."""
-
-    id: str
-    owner: str
-    principal: dict[str, Any]
-    endpoint: str
-    input_file_id: str
-    completion_window: str
-    status: str
-    created_at: float
-    expires_at: float
-    in_progress_at: float | None
-    finalizing_at: float | None
-    completed_at: float | None
-    failed_at: float | None
-    expired_at: float | None
-    cancelling_at: float | None
-    cancelled_at: float | None
-    model: str | None
-    metadata: dict[str, Any]
-    errors: list[dict[str, Any]] | None
-    output_file_id: str | None
-    error_file_id: str | None
-    total: int
-    completed: int
-    failed: int
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    output_expires_after: int | None
-    lease_owner: str | None
-    lease_until: float | None
-
-
-@dataclass(frozen=True)
-class ClaimedRequest:
-    """One input line a runner now holds, with what it needs to run it."""
-
-    batch_id: str
-    line: int
-    custom_id: str
-    request: dict[str, Any]
-    endpoint: str
-    owner: str
-    principal: dict[str, Any]
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _row(row: Any) -> BatchRow:
-    return BatchRow(
-        id=row.id,
-        owner=row.owner,
-        principal=json.loads(row.principal),
-        endpoint=row.endpoint,
-        input_file_id=row.input_file_id,
-        completion_window=row.completion_window,
-        status=row.status,
-        created_at=float(row.created_at),
-        expires_at=float(row.expires_at),
-        in_progress_at=_opt_float(row.in_progress_at),
-        finalizing_at=_opt_float(row.finalizing_at),
-        completed_at=_opt_float(row.completed_at),
-        failed_at=_opt_float(row.failed_at),
-        expired_at=_opt_float(row.expired_at),
-        cancelling_at=_opt_float(row.cancelling_at),
-        cancelled_at=_opt_float(row.cancelled_at),
-        model=row.model,
-        metadata=json.loads(row.metadata),
-        errors=json.loads(row.errors) if row.errors is not None else None,
-        output_file_id=row.output_file_id,
-        error_file_id=row.error_file_id,
-        total=int(row.total),
-        completed=int(row.completed),
-        failed=int(row.failed),
-        input_tokens=int(row.input_tokens),
-        cached_tokens=int(row.cached_tokens),
-        output_tokens=int(row.output_tokens),
-        output_expires_after=row.output_expires_after,
-        lease_owner=row.lease_owner,
-        lease_until=_opt_float(row.lease_until),
-    )
 
 
 def _lease_free(now: float) -> ColumnElement[bool]:
@@ -159,13 +104,8 @@ def _holds_stage(id: str, runner: str) -> tuple[ColumnElement[bool], ...]:
     return (batches.c.id == id, batches.c.lease_owner == runner)
 
 
-class BatchStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    @property
-    def _pg(self) -> bool:
-        return self._engine.dialect.name == "postgresql"
+class BatchStore(BatchLines):
+    """Batches and their lines (the line operations are ``BatchLines``')."""
 
     # --- the batch row -------------------------------------------------------------------
 
@@ -206,18 +146,18 @@ class BatchStore:
                     output_tokens=0,
                 )
             )
-            return _row(conn.execute(select(batches).where(batches.c.id == id)).one())
+            return batch_row(conn.execute(select(batches).where(batches.c.id == id)).one())
 
     def get(self, id: str, owner: str) -> BatchRow | None:
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(batches).where(batches.c.id == id, batches.c.owner == owner)).first()
-        return _row(row) if row is not None else None
+        return batch_row(row) if row is not None else None
 
     def get_any(self, id: str) -> BatchRow | None:
         """Any owner's batch: for runners, never for answering a client."""
         with read_transaction(self._engine) as conn:
             row = conn.execute(select(batches).where(batches.c.id == id)).first()
-        return _row(row) if row is not None else None
+        return batch_row(row) if row is not None else None
 
     def list(self, owner: str, *, limit: int, after: str | None = None) -> tuple[builtins.list[BatchRow], bool]:
         """Up to ``limit`` of the owner's batches, newest first, strictly after the batch ``after``;
@@ -225,7 +165,7 @@ class BatchStore:
         Ordered by ``(created_at, id)``, so the order is total and a cursor never skips or repeats."""
         with read_transaction(self._engine) as conn:
             rows, more = page_by_creation(conn, batches, [batches.c.owner == owner], limit=limit, order="desc", after=after)
-        return [_row(r) for r in rows], more
+        return [batch_row(r) for r in rows], more
 
     def request_cancel(self, id: str, owner: str, now: float) -> BatchRow | None:
         """validating or in_progress -> cancelling; any other status is left as it is (the caller
@@ -238,7 +178,7 @@ class BatchStore:
                 .values(status=CANCELLING, cancelling_at=now)
             )
             row = conn.execute(select(batches).where(*mine)).first()
-        return _row(row) if row is not None else None
+        return batch_row(row) if row is not None else None
 
     # --- stage work: validate, then wrap up ---------------------------------------------------
 
@@ -272,7 +212,7 @@ class BatchStore:
             if id is None:
                 return None
             conn.execute(update(batches).where(batches.c.id == id).values(lease_owner=runner, lease_until=now + lease_s))
-            return _row(conn.execute(select(batches).where(batches.c.id == id)).one())
+            return batch_row(conn.execute(select(batches).where(batches.c.id == id)).one())
 
     def renew_stage(self, id: str, runner: str, until: float) -> bool:
         """Extend the runner's stage lease (a long validation or finalize); False if it lost it."""
@@ -288,20 +228,43 @@ class BatchStore:
         return done.rowcount > 0
 
     def start(
-        self, id: str, runner: str, lines: Iterable[tuple[int, str, dict[str, Any]]], model: str | None, now: float
+        self,
+        id: str,
+        runner: str,
+        lines: Iterable[tuple[int, str, dict[str, Any]]],
+        model: str | None,
+        now: float,
+        *,
+        enqueued_tokens: int = 0,
+        token_limit: int | None = None,
     ) -> bool:
         """validating -> in_progress with every request line (``(line, custom_id, request)``, line
-        1-based) stored ``pending``; the stage lease is released. One transaction: all or nothing.
-        False, with nothing written, unless the batch is validating and the runner holds its lease."""
+        1-based, read as they are inserted) stored ``pending``; the stage lease is released. One
+        transaction: all or nothing. False, with nothing written, unless the batch is validating and
+        the runner holds its lease.
+
+        ``enqueued_tokens``: the batch's prompt tokens (estimated), counted against ``token_limit``
+        with those of the owner's other in_progress and finalizing batches: over it, nothing is
+        written and ``TokenLimitExceeded`` says by how much (the caller fails the batch). Concurrent
+        starts of one owner serialise (an advisory lock on PostgreSQL), so two cannot both squeeze in."""
         with write_transaction(self._engine) as conn:
             # the UPDATE first: it locks the row, so a cancel waits for us or we see it
             taken = conn.execute(
                 update(batches)
                 .where(*_holds_stage(id, runner), batches.c.status == VALIDATING)
-                .values(status=IN_PROGRESS, in_progress_at=now, model=model, lease_owner=None, lease_until=None)
+                .values(
+                    status=IN_PROGRESS,
+                    in_progress_at=now,
+                    model=model,
+                    lease_owner=None,
+                    lease_until=None,
+                    enqueued_tokens=enqueued_tokens,
+                )
             )
             if taken.rowcount == 0:
                 return False
+            if token_limit is not None:
+                self._check_token_limit(conn, id, enqueued_tokens, token_limit)
             total = 0
             chunk: builtins.list[dict[str, Any]] = []
             for line, custom_id, request in lines:
@@ -328,6 +291,21 @@ class BatchStore:
                 total += len(chunk)
             conn.execute(update(batches).where(batches.c.id == id).values(total=total))
         return True
+
+    def _check_token_limit(self, conn: Connection, id: str, adding: int, limit: int) -> None:
+        owner = conn.scalar(select(batches.c.owner).where(batches.c.id == id))
+        if self._pg:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(CAST(:cls AS integer), hashtext(:owner))"),
+                {"cls": _PG_QUEUE_LOCK, "owner": owner},
+            )
+        enqueued = conn.scalar(
+            select(func.coalesce(func.sum(batches.c.enqueued_tokens), 0)).where(
+                batches.c.owner == owner, batches.c.status.in_(_QUEUED), batches.c.id != id
+            )
+        )
+        if int(enqueued) + adding > limit:
+            raise TokenLimitExceeded(int(enqueued), adding, limit)  # rolls the transaction back
 
     def fail(self, id: str, runner: str, errors: Sequence[dict[str, Any]], now: float) -> bool:
         """validating -> failed with the validation ``errors`` (``{code, message, param, line}``)."""
@@ -421,190 +399,6 @@ class BatchStore:
                     }
                 )
             )
+            if done.rowcount > 0:  # the output and error files hold every line now
+                conn.execute(delete(batch_requests).where(batch_requests.c.batch_id == id))
         return done.rowcount > 0
-
-    # --- request lines -------------------------------------------------------------------------
-
-    def claim_requests(
-        self, runner: str, now: float, lease_s: float, limit: int, *, owner_cap: int | None = None
-    ) -> builtins.list[ClaimedRequest]:
-        """Take up to ``limit`` lines to run: ``pending`` ones, or ``running`` ones whose lease ran out
-        (their runner died), from batches ``in_progress`` and not past ``expires_at``; oldest batch
-        first, then by line. They become ``running`` under this runner until ``now + lease_s``.
-
-        ``owner_cap``: at most that many of one owner's lines running at once (unexpired leases, this
-        claim's included), so one owner's big batch cannot hold every slot while others wait."""
-        if limit <= 0:
-            return []
-        live = (
-            select(batches.c.id, batches.c.owner, batches.c.endpoint, batches.c.principal)
-            .where(batches.c.status == IN_PROGRESS, batches.c.expires_at > now)
-            .order_by(batches.c.created_at, batches.c.id)
-        )
-        until = now + lease_s
-        claimed: builtins.list[ClaimedRequest] = []
-        with write_transaction(self._engine) as conn:
-            room: dict[str, int] = {}  # owner -> how many more of theirs may run (owner_cap only)
-            for batch in conn.execute(live).all():
-                want = limit - len(claimed)
-                if want <= 0:
-                    break
-                if owner_cap is not None:
-                    if batch.owner not in room:
-                        room[batch.owner] = self._owner_room(conn, batch.owner, owner_cap, now)
-                    want = min(want, room[batch.owner])
-                    if want <= 0:
-                        continue
-                rows = self._claimable(conn, batch.id, now, want)
-                if not rows:
-                    continue
-                principal = json.loads(batch.principal)
-                for line, custom_id, request in rows:
-                    claimed.append(
-                        ClaimedRequest(
-                            batch_id=batch.id,
-                            line=line,
-                            custom_id=custom_id,
-                            request=json.loads(request),
-                            endpoint=batch.endpoint,
-                            owner=batch.owner,
-                            principal=principal,
-                        )
-                    )
-                if owner_cap is not None:
-                    room[batch.owner] -= len(rows)
-            if claimed:
-                conn.execute(
-                    update(batch_requests)
-                    .where(batch_requests.c.batch_id == bindparam("k_batch"), batch_requests.c.line == bindparam("k_line"))
-                    .values(status=RUNNING, lease_owner=runner, lease_until=until, updated_at=now),
-                    [{"k_batch": c.batch_id, "k_line": c.line} for c in claimed],
-                )
-        return claimed
-
-    def _claimable(self, conn: Connection, batch_id: str, now: float, want: int) -> builtins.list[tuple[int, str, str]]:
-        """Up to ``want`` of the batch's claimable lines, in line order, locked (PostgreSQL; rows another
-        claim holds are skipped). Two index range scans (batch_id, status, line), not one OR: lines that
-        are done never get read, however many there are."""
-        cols = (batch_requests.c.line, batch_requests.c.custom_id, batch_requests.c.request)
-        mine = batch_requests.c.batch_id == batch_id
-        found: builtins.list[tuple[int, str, str]] = []
-        for where in (
-            (mine, batch_requests.c.status == RUNNING, batch_requests.c.lease_until <= now),  # a dead runner's
-            (mine, batch_requests.c.status == PENDING),
-        ):
-            query = (
-                select(*cols)
-                .where(*where)
-                .order_by(batch_requests.c.line)
-                .limit(want)
-                .with_for_update(skip_locked=True, of=batch_requests)
-            )
-            found.extend((int(r.line), r.custom_id, r.request) for r in conn.execute(query))
-        found.sort(key=lambda r: r[0])
-        return found[:want]  # the rest stay locked until commit, untouched: harmless
-
-    def _owner_room(self, conn: Connection, owner: str, cap: int, now: float) -> int:
-        """How many more of the owner's lines may start now under ``cap``. On PostgreSQL concurrent
-        claims serialise per owner (a transaction-scoped advisory lock), so the count cannot race; an
-        owner another claim is serving right now is skipped, as SKIP LOCKED skips rows."""
-        if self._pg:
-            got = conn.scalar(
-                text("SELECT pg_try_advisory_xact_lock(CAST(:cls AS integer), hashtext(:owner))"),
-                {"cls": _PG_OWNER_LOCK, "owner": owner},
-            )
-            if not got:
-                return 0
-        running = conn.scalar(
-            select(func.count())
-            .select_from(batch_requests.join(batches, batches.c.id == batch_requests.c.batch_id))
-            .where(
-                batches.c.owner == owner,
-                batches.c.status == IN_PROGRESS,
-                batch_requests.c.status == RUNNING,
-                batch_requests.c.lease_until > now,
-            )
-        )
-        return max(0, cap - int(running or 0))
-
-    def renew(self, runner: str, keys: Sequence[tuple[str, int]], until: float) -> builtins.list[tuple[str, int]]:
-        """Extend the leases this runner holds on ``keys`` (``(batch_id, line)``) to ``until``. Returns
-        the keys to stop: those whose batch is no longer ``in_progress`` (cancelling, finalizing,
-        expired...) and those this runner no longer holds (taken over, or done); ``complete`` would
-        refuse their results anyway."""
-        if not keys:
-            return []
-        by_batch: dict[str, builtins.list[int]] = {}
-        for batch_id, line in keys:
-            by_batch.setdefault(batch_id, []).append(line)
-        stop: builtins.list[tuple[str, int]] = []
-        with write_transaction(self._engine) as conn:
-            statuses = dict(
-                conn.execute(select(batches.c.id, batches.c.status).where(batches.c.id.in_(builtins.list(by_batch)))).all()
-            )
-            for batch_id, lines in by_batch.items():
-                if statuses.get(batch_id) != IN_PROGRESS:
-                    stop.extend((batch_id, line) for line in lines)
-                    continue
-                held = (
-                    batch_requests.c.batch_id == batch_id,
-                    batch_requests.c.line.in_(lines),
-                    batch_requests.c.status == RUNNING,
-                    batch_requests.c.lease_owner == runner,
-                )
-                conn.execute(update(batch_requests).where(*held).values(lease_until=until))
-                kept = set(conn.scalars(select(batch_requests.c.line).where(*held)))
-                stop.extend((batch_id, line) for line in lines if line not in kept)
-        return stop
-
-    def complete(
-        self,
-        runner: str,
-        batch_id: str,
-        line: int,
-        *,
-        ok: bool,
-        result: dict[str, Any],
-        input_tokens: int,
-        cached_tokens: int,
-        output_tokens: int,
-        now: float,
-    ) -> bool:
-        """Record a line's result (``ok``: it goes to the output file, else the error file) and, in the
-        same transaction, count it in the batch (completed or failed, and the tokens).
-
-        Only while the line is ``running`` under this runner (its lease may have run out, as long as
-        nobody took it over) and the batch is ``in_progress``. False otherwise, with nothing written:
-        the line was taken over or is already done, or the batch is being cancelled, expired or
-        finalized. The caller then drops its result: every line is counted exactly once."""
-        with write_transaction(self._engine) as conn:
-            # lock the batch row first: a cancel or mark_finalizing is then wholly before or after us
-            status = conn.scalar(select(batches.c.status).where(batches.c.id == batch_id).with_for_update())
-            if status != IN_PROGRESS:
-                return False
-            done = conn.execute(
-                update(batch_requests)
-                .where(
-                    batch_requests.c.batch_id == batch_id,
-                    batch_requests.c.line == line,
-                    batch_requests.c.status == RUNNING,
-                    batch_requests.c.lease_owner == runner,
-                )
-                .values(status=DONE, ok=ok, result=to_json(result), lease_until=None, updated_at=now)
-            )
-            if done.rowcount == 0:
-                return False
-            counted = batches.c.completed if ok else batches.c.failed
-            conn.execute(
-                update(batches)
-                .where(batches.c.id == batch_id)
-                .values(
-                    {
-                        counted.name: counted + 1,
-                        "input_tokens": batches.c.input_tokens + input_tokens,
-                        "cached_tokens": batches.c.cached_tokens + cached_tokens,
-                        "output_tokens": batches.c.output_tokens + output_tokens,
-                    }
-                )
-            )
-        return True

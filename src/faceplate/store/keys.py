@@ -76,6 +76,7 @@ class ApiKey:
     expires_at: float | None
     revoked_at: float | None
     key_hash: str
+    batch_token_limit: int | None = None  # None: the server's batch_token_limit setting
 
     def status(self, now: float | None = None) -> str:
         if self.revoked_at is not None:
@@ -102,6 +103,7 @@ class ApiKey:
             "models": list(self.models) if self.models is not None else None,
             "rpm": self.rpm,
             "tpm": self.tpm,
+            "batch_token_limit": self.batch_token_limit,
             "created_at": int(self.created_at),
             "expires_at": None if self.expires_at is None else int(self.expires_at),
             "revoked_at": None if self.revoked_at is None else int(self.revoked_at),
@@ -122,6 +124,7 @@ class ApiKey:
             expires_at=row.expires_at,
             revoked_at=row.revoked_at,
             key_hash=row.key_hash,
+            batch_token_limit=row.batch_token_limit,
         )
 
 
@@ -139,11 +142,12 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         expires_at: float | None = None,
+        batch_token_limit: int | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret. The secret is not stored and cannot be shown again."""
         if not name.strip():
             raise ValueError("a key needs a name")
-        for label, value in (("rpm", rpm), ("tpm", tpm)):
+        for label, value in (("rpm", rpm), ("tpm", tpm), ("batch_token_limit", batch_token_limit)):
             if value is not None and value < 1:
                 raise ValueError(f"{label} must be at least 1")
         secret = generate_secret()
@@ -158,6 +162,7 @@ class KeyStore:
             expires_at=expires_at,
             revoked_at=None,
             key_hash=hash_key(secret),
+            batch_token_limit=batch_token_limit,
         )
         with write_transaction(self._engine) as conn:
             conn.execute(
@@ -172,6 +177,7 @@ class KeyStore:
                     created_at=key.created_at,
                     expires_at=expires_at,
                     revoked_at=None,
+                    batch_token_limit=batch_token_limit,
                 )
             )
         return key, secret

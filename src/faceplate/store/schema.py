@@ -36,6 +36,8 @@ api_keys = Table(
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=True),
     Column("revoked_at", Double, nullable=True),
+    # most prompt tokens (estimated) enqueued in unfinished batches; NULL: the server's setting
+    Column("batch_token_limit", BigInteger, nullable=True),
 )
 
 usage = Table(
@@ -152,6 +154,8 @@ batches = Table(
     # a claim on the batch's stage work (validating, finalizing, cancelling, expiring): who and until when
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", Double, nullable=True),
+    # the input's prompt tokens (estimated at validation), counted against its key's batch token limit
+    Column("enqueued_tokens", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 batch_requests = Table(

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from faceplate.store.db import write_transaction
-from faceplate.store.migrations import v0001_api_keys, v0002_usage, v0003_responses, v0004_files, v0005_batches
+from faceplate.store.migrations import (
+    v0001_api_keys,
+    v0002_usage,
+    v0003_responses,
+    v0004_files,
+    v0005_batches,
+    v0006_batch_limits,
+)
 from faceplate.store.schema import schema_migrations
 
 _PG_LOCK_ID = 0x46504D47  # "FPMG": the advisory lock that serialises migrations
@@ -37,6 +44,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "responses", v0003_responses.upgrade),
     Migration(4, "files", v0004_files.upgrade),
     Migration(5, "batches", v0005_batches.upgrade),
+    Migration(6, "batch_limits", v0006_batch_limits.upgrade),
 )
 
 

@@ -206,8 +206,10 @@ class Settings(BaseModel):
     batch_owner_concurrency: int | None = Field(
         None, ge=1, description="most lines of one owner's batches running at once across every replica (default: no cap)"
     )
-    batch_queue_limit: int | None = Field(
-        None, ge=1, description="most request lines a key may have queued in unfinished batches, unless the key sets its own"
+    batch_token_limit: int | None = Field(
+        None,
+        ge=1,
+        description="most prompt tokens (estimated) a key may have enqueued in unfinished batches, unless the key sets its own",
     )
 
     @field_validator("api_keys")

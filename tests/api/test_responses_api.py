@@ -274,10 +274,10 @@ async def test_truncation_auto_drops_the_oldest_items(rapi: httpx.AsyncClient, e
 async def test_a_failure_mid_stream_still_ends_with_a_terminal_event(rapi: httpx.AsyncClient, engine: FakeEngine) -> None:
     real = engine.generate
 
-    def failing(prepared: Any) -> Any:
+    def failing(prepared: Any, priority: Any = "interactive") -> Any:
         async def events() -> Any:
             n = 0
-            async for ev in real(prepared):
+            async for ev in real(prepared, priority):
                 yield ev
                 n += 1
                 if n == 3:

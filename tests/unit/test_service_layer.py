@@ -70,7 +70,7 @@ class MessageEngine:
         text = request.prompt if isinstance(request.prompt, str) else ""
         return Job(len(text.split()), 16, text if request.echo else "", tuple(text.split()), None, request.n)
 
-    def generate(self, prepared: Job) -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
+    def generate(self, prepared: Job, priority: str = "interactive") -> AsyncIterator[GenerationEvent]:  # type: ignore[override]
         self.open_streams += 1
         return Stream(self, prepared)
 

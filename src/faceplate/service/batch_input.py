@@ -1,11 +1,17 @@
 """Validating a Batch API input file: streamed line by line, all-or-nothing, as OpenAI does.
 
 ``validate_input`` takes the file as an iterator of bytes lines (iterating an open binary file
-gives exactly that) and holds one line's bytes at a time, plus what it keeps of the lines read so
-far: their ``BatchLine`` (only while no error has been found; after the first error they are
-dropped and no more are built, since a failed batch runs nothing) and a ``custom_id -> line`` map.
-The result is ``Validated``: the lines and the batch's model, or a non-empty ``errors`` list, in
-which case the batch fails and the lines are unused (and empty).
+gives exactly that) and holds one line's bytes at a time, plus a 16-byte digest of each
+``custom_id`` seen (with its line), so memory stays small however long the ids are. With
+``keep=True`` it also keeps each ``BatchLine`` (while no error has been found); the worker passes
+``keep=False`` and, once the file is valid, streams it again through ``read_lines`` into the
+store, so a 200 MB input is never held in memory. The result is ``Validated``: the request count,
+the batch's model and its estimated prompt tokens, or a non-empty ``errors`` list, in which case
+the batch fails.
+
+``estimated_tokens`` is a cheap guess at a line's prompt tokens, as the interactive limiter's
+admission makes one (about four characters a token, every string in the body but ``model``; a
+token id counts one): the batch's total is what its key's batch token limit counts.
 
 What fails the batch, each ``BatchError`` with the 1-based ``line`` and a ``param`` where one applies:
 
@@ -53,8 +59,9 @@ What does not fail the batch:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from faceplate.errors import InvalidRequest
@@ -84,9 +91,11 @@ class BatchError:
 
 @dataclass(frozen=True)
 class Validated:
-    lines: list[BatchLine]
     model: str | None
     errors: list[BatchError]  # non-empty: the batch fails and ``lines`` is empty
+    requests: int = 0  # request lines read (valid or not)
+    tokens: int = 0  # estimated prompt tokens of every request line
+    lines: list[BatchLine] = field(default_factory=list)  # with keep=True and no errors
 
 
 class _Envelope(Exception):
@@ -158,21 +167,61 @@ def embedding_inputs(body: dict[str, Any]) -> int:
     return 0
 
 
+def estimated_tokens(body: dict[str, Any]) -> int:
+    """About four characters a token over every string in the body but ``model``; an integer in an
+    array (a token id of a prompt or input) is one token; other numbers (``max_tokens``, ``n``) none."""
+    chars = ids = 0
+    stack: list[tuple[Any, bool]] = [(v, False) for k, v in body.items() if k != "model"]
+    while stack:
+        value, in_array = stack.pop()
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, dict):
+            stack.extend((v, False) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, True) for v in value)
+        elif in_array and isinstance(value, int) and not isinstance(value, bool):
+            ids += 1
+    return chars // 4 + ids + 1
+
+
+def _numbered(raw_lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    """The file's non-blank lines with their 1-based numbers (blank lines count); a BOM on line 1 dropped."""
+    for number, raw in enumerate(raw_lines, 1):
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if raw.strip():
+            yield number, raw
+
+
+def read_lines(raw_lines: Iterable[bytes]) -> Iterator[BatchLine]:
+    """The request lines of a file ``validate_input`` found valid, streamed."""
+    for number, raw in _numbered(raw_lines):
+        custom_id, method, url, body = _envelope(_parse(raw))
+        yield BatchLine(line=number, custom_id=custom_id, method=method, url=url, body=body)
+
+
+def _digest(custom_id: str) -> bytes:
+    return hashlib.blake2b(custom_id.encode(errors="surrogatepass"), digest_size=16).digest()
+
+
 def validate_input(
     raw_lines: Iterable[bytes],
     endpoint: str,
     *,
+    keep: bool = True,
     max_requests: int = MAX_BATCH_REQUESTS,
     max_errors: int = 100,
     max_embedding_inputs: int = MAX_EMBEDDING_INPUTS,
 ) -> Validated:
-    """The batch's lines and model, or the errors that fail it (see the module docstring)."""
+    """The batch's model, counts (and lines, with ``keep``), or the errors that fail it (see the module docstring)."""
     lines: list[BatchLine] = []
     errors: list[BatchError] = []
-    seen: dict[str, int] = {}  # custom_id -> the line that first used it
+    seen: dict[bytes, int] = {}  # digest of a custom_id -> the line that first used it
     model: str | None = None
     requests = 0
     inputs = 0
+    tokens = 0
 
     def fail(code: str, message: str, line: int | None, param: str | None) -> bool:
         """Record one error; True when collection must stop."""
@@ -181,13 +230,7 @@ def validate_input(
         errors.append(BatchError(code=code, message=message, line=line, param=param))
         return len(errors) >= max_errors
 
-    number = 0
-    for raw in raw_lines:
-        number += 1
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        if not raw.strip():
-            continue
+    for number, raw in _numbered(raw_lines):
         requests += 1
         if requests > max_requests:
             fail(
@@ -204,7 +247,8 @@ def validate_input(
                 break
             continue
         stop = False
-        first = seen.get(custom_id)
+        digest = _digest(custom_id)
+        first = seen.get(digest)
         if first is not None:
             stop = fail(
                 "duplicate_custom_id",
@@ -214,7 +258,7 @@ def validate_input(
                 "custom_id",
             )
         else:
-            seen[custom_id] = number
+            seen[digest] = number
         if not stop and url != endpoint:
             stop = fail(
                 "url_mismatch",
@@ -256,10 +300,11 @@ def validate_input(
                     "body.input",
                 )
                 break
-        if not errors:
+        tokens += estimated_tokens(body)
+        if keep and not errors:
             lines.append(BatchLine(line=number, custom_id=custom_id, method=method, url=url, body=body))
     if requests == 0:
         errors.append(
             BatchError(code="empty_file", message="The batch input file is empty: it holds no requests.", line=None, param=None)
         )
-    return Validated(lines=lines if not errors else [], model=model, errors=errors)
+    return Validated(model=model, errors=errors, requests=requests, tokens=tokens, lines=lines if not errors else [])

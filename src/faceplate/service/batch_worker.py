@@ -9,10 +9,19 @@ One ``BatchWorker`` per process, started and stopped with the app. Each pass of 
   (successes) and an error file (failures, and unrun lines as ``batch_cancelled`` /
   ``batch_expired``), both ``batch_output`` files of the batch's owner (null when empty), and
   ``finish`` with the status and the unrun count;
-- takes request lines (``claim_requests``) up to ``batch_concurrency`` running at once and runs
-  each as its owner, through the same service functions as the HTTP API, with usage metered under
-  ``batch <endpoint>`` and without the key's interactive rpm/tpm;
+- takes request lines (``claim_requests``) up to ``batch_concurrency`` running at once (and at
+  most ``batch_owner_concurrency`` of one owner's across every replica) and runs each as its
+  owner, through the same service functions as the HTTP API, in the engines' batch queue (which
+  yields to interactive requests), with usage metered under ``batch <endpoint>`` and without the
+  key's interactive rpm/tpm; a line whose engine is full or shutting down goes back to pending
+  (``release``) and runs later; a line whose key was revoked or expired meanwhile gets that 401;
 - renews its lines' leases, and cancels local lines whose batch stopped (``renew``).
+
+Validation streams the input file twice: once to check it (``validate_input(keep=False)``), once
+into the store (``read_lines``), so no input is ever held in memory whole. ``start`` refuses a batch
+whose estimated prompt tokens would take its key's enqueued tokens past the key's batch token limit
+(``batch_token_limit``, or the server's setting): the batch fails with ``token_limit_exceeded``,
+as OpenAI's does.
 
 A worker that dies leaves leases that run out; another worker (or this one, restarted) takes the
 work over, and ``complete`` makes sure each line is counted once.
@@ -23,99 +32,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
-from faceplate.access.auth import Principal
-from faceplate.engines.base import Priority
-from faceplate.errors import FaceplateError, InvalidRequest
-from faceplate.protocol.chat import ChatCompletionRequest
-from faceplate.protocol.common import parse_request
-from faceplate.protocol.completions import CompletionRequest
-from faceplate.protocol.embeddings import EmbeddingRequest
-from faceplate.protocol.responses import CreateResponseRequest
-from faceplate.service import embeddings as embedding_service
-from faceplate.service import generate
-from faceplate.service import responses as response_service
-from faceplate.service.batch_input import validate_input
+from faceplate.errors import FaceplateError, InvalidApiKey, Overloaded, ServiceUnavailable
+from faceplate.service.batch_input import read_lines, validate_input
 from faceplate.service.batch_output import dumps_line, failure_line, success_line, unrun_line
+from faceplate.service.batch_requests import batch_services, run_request, usage_of
 from faceplate.service.batches import principal_from
 from faceplate.service.files import new_file_id
-from faceplate.service.metering import Meter
 from faceplate.service.services import Services
 from faceplate.store import StoredFile
-from faceplate.store.batches import CANCELLING, FINALIZING, IN_PROGRESS, VALIDATING, BatchRow, ClaimedRequest
+from faceplate.store.batches import (
+    CANCELLING,
+    FINALIZING,
+    IN_PROGRESS,
+    VALIDATING,
+    BatchRow,
+    ClaimedRequest,
+    TokenLimitExceeded,
+)
 
 log = logging.getLogger("faceplate.batches")
 
 BUSY_POLL_S = 0.2
 IDLE_POLL_S = 1.0
-BATCH_PREFIX = "batch "
+BACKOFF_S = 1.0  # after an engine said it is full: claim nothing new for this long
+KEY_CHECK_S = 5.0  # how long a key's status is trusted before it is read again
 _UNRUN_MESSAGES = {
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
     "batch_expired": "This request could not be executed before the completion window expired.",
 }
-
-
-@dataclasses.dataclass
-class BatchServices(Services):
-    """The services as batch lines see them: usage metered as ``batch <endpoint>``, and the engines'
-    batch queue, which yields to interactive requests."""
-
-    priority: Priority = "batch"
-
-    def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
-        return super().meter(principal, BATCH_PREFIX + endpoint, model)
-
-
-def batch_services(services: Services) -> BatchServices:
-    shared = {f.name: getattr(services, f.name) for f in dataclasses.fields(services) if f.name != "priority"}
-    return BatchServices(**shared)
-
-
-def _usage(endpoint: str, body: dict[str, Any]) -> tuple[int, int, int]:
-    """(input, cached, output) tokens of one endpoint answer."""
-    usage = body.get("usage") or {}
-    if endpoint == "/v1/responses":
-        details = usage.get("input_tokens_details") or {}
-        return int(usage.get("input_tokens") or 0), int(details.get("cached_tokens") or 0), int(usage.get("output_tokens") or 0)
-    details = usage.get("prompt_tokens_details") or {}
-    return (
-        int(usage.get("prompt_tokens") or 0),
-        int(details.get("cached_tokens") or 0),
-        int(usage.get("completion_tokens") or 0),
-    )
-
-
-def _no_stream(data: dict[str, Any]) -> None:
-    if data.get("stream") is True:
-        raise InvalidRequest("Streaming is not supported in the Batch API: 'stream' must not be true.", param="stream")
-
-
-async def run_request(services: Services, principal: Principal, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
-    """One batch line's body run on its endpoint: the endpoint's JSON answer, or a FaceplateError."""
-    _no_stream(data)
-    raw = json.dumps(data).encode()
-    name = endpoint.removeprefix("/v1/")
-    if endpoint == "/v1/chat/completions":
-        reply = await generate.chat(services, principal, parse_request(raw, ChatCompletionRequest, endpoint=name))
-        return await reply.collect()
-    if endpoint == "/v1/completions":
-        reply = await generate.completion(services, principal, parse_request(raw, CompletionRequest, endpoint=name))
-        return await reply.collect()
-    if endpoint == "/v1/embeddings":
-        obj, _ = await embedding_service.embed(services, principal, parse_request(raw, EmbeddingRequest, endpoint=name))
-        return obj
-    if endpoint == "/v1/responses":
-        body = parse_request(raw, CreateResponseRequest, endpoint=name)
-        if body.background:
-            raise InvalidRequest("'background' is not supported in the Batch API.", param="background")
-        run = await response_service.create(services, principal, body)
-        return await run.wait()
-    raise InvalidRequest(f"The endpoint {endpoint!r} is not supported for batches.", param="url")
 
 
 class BatchWorker:
@@ -126,6 +75,8 @@ class BatchWorker:
         self._lines: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._main: asyncio.Task[None] | None = None
         self._renewed = 0.0
+        self._backoff_until = 0.0
+        self._keys: dict[str, tuple[float, FaceplateError | None]] = {}  # key id -> (read at, refusal)
 
     @property
     def enabled(self) -> bool:
@@ -181,9 +132,17 @@ class BatchWorker:
                 with contextlib.suppress(BaseException):
                     await keeper
         await self._renew()
-        free = self.services.settings.batch_concurrency - len(self._lines)
-        if free > 0:
-            claimed = await asyncio.to_thread(store.batches.claim_requests, self.runner, time.time(), self._lease_s, free)
+        settings = self.services.settings
+        free = settings.batch_concurrency - len(self._lines)
+        if free > 0 and time.monotonic() >= self._backoff_until:
+            claimed = await asyncio.to_thread(
+                store.batches.claim_requests,
+                self.runner,
+                time.time(),
+                self._lease_s,
+                free,
+                owner_cap=settings.batch_owner_concurrency,
+            )
             for c in claimed:
                 key = (c.batch_id, c.line)
                 if key in self._lines:
@@ -235,9 +194,15 @@ class BatchWorker:
         body = c.request.get("body") if isinstance(c.request.get("body"), dict) else c.request
         tokens = (0, 0, 0)
         try:
+            refusal = await self._key_refusal(c.principal)
+            if refusal is not None:
+                raise refusal
             answer = await run_request(self.batch_services, principal_from(c.principal), c.endpoint, body)
             ok, result = True, success_line(c.custom_id, 200, request_id, answer)
-            tokens = _usage(c.endpoint, answer)
+            tokens = usage_of(c.endpoint, answer)
+        except (Overloaded, ServiceUnavailable) as exc:  # not the line's fault: the engine is full or stopping
+            await self._release(c, exc)
+            return
         except FaceplateError as exc:
             ok, result = False, failure_line(c.custom_id, exc.status, request_id, exc.body())
         except Exception:
@@ -258,6 +223,35 @@ class BatchWorker:
         )
         if not counted:
             log.info("batch %s line %d: result dropped (batch stopped or line taken over)", c.batch_id, c.line)
+
+    async def _release(self, c: ClaimedRequest, exc: FaceplateError) -> None:
+        self._backoff_until = time.monotonic() + BACKOFF_S
+        log.info("batch %s line %d: %s; it goes back to pending", c.batch_id, c.line, exc.message)
+        store = self.services.store
+        assert store is not None
+        with contextlib.suppress(Exception):  # not released: its lease runs out and it is claimed again
+            await asyncio.to_thread(store.batches.release, self.runner, c.batch_id, c.line, time.time())
+
+    async def _key_refusal(self, principal: dict[str, Any]) -> FaceplateError | None:
+        """The 401 for lines of a stored key that was revoked or expired after its batch was created
+        (read at most every KEY_CHECK_S); None while the key is active, and for static keys."""
+        key_id = principal.get("key_id")
+        store = self.services.store
+        if not key_id or store is None:
+            return None
+        now = time.monotonic()
+        cached = self._keys.get(key_id)
+        if cached is not None and now - cached[0] < KEY_CHECK_S:
+            return cached[1]
+        key = await asyncio.to_thread(store.keys.get, key_id)
+        status = "deleted" if key is None else key.status()
+        refusal = (
+            None
+            if status == "active"
+            else InvalidApiKey(f"The API key that created this batch ({key_id}) is {status}; its requests are no longer run.")
+        )
+        self._keys[key_id] = (now, refusal)
+        return refusal
 
     # --- stage work --------------------------------------------------------------------------
 
@@ -285,7 +279,7 @@ class BatchWorker:
 
         def validate() -> Any:
             with blobs.open(row.input_file_id) as fh:
-                return validate_input(fh, row.endpoint)
+                return validate_input(fh, row.endpoint, keep=False)
 
         checked = None
         if found is not None:
@@ -306,8 +300,39 @@ class BatchWorker:
             errors = [dataclasses.asdict(e) for e in checked.errors]
             await asyncio.to_thread(store.batches.fail, row.id, self.runner, errors, now)
         else:
-            lines = [(b.line, b.custom_id, {"method": b.method, "url": b.url, "body": b.body}) for b in checked.lines]
-            await asyncio.to_thread(store.batches.start, row.id, self.runner, lines, checked.model, now)
+            limit = await self._token_limit(row)
+
+            def start() -> bool:
+                with blobs.open(row.input_file_id) as fh:
+                    lines = ((b.line, b.custom_id, {"method": b.method, "url": b.url, "body": b.body}) for b in read_lines(fh))
+                    return store.batches.start(
+                        row.id, self.runner, lines, checked.model, now, enqueued_tokens=checked.tokens, token_limit=limit
+                    )
+
+            try:
+                await asyncio.to_thread(start)
+            except TokenLimitExceeded as over:
+                error = {
+                    "code": "token_limit_exceeded",
+                    "message": (
+                        f"Enqueued token limit reached for this API key. Limit: {over.limit:,} enqueued tokens; "
+                        f"{over.enqueued:,} are enqueued in unfinished batches and this batch adds about "
+                        f"{over.adding:,}. Please try again once some in_progress batches have been completed."
+                    ),
+                    "param": None,
+                    "line": None,
+                }
+                await asyncio.to_thread(store.batches.fail, row.id, self.runner, [error], time.time())
+
+    async def _token_limit(self, row: BatchRow) -> int | None:
+        """The batch's key's limit on enqueued prompt tokens: the key's own, else the server's setting."""
+        store = self.services.store
+        assert store is not None
+        key_id = row.principal.get("key_id")
+        key = await asyncio.to_thread(store.keys.get, key_id) if key_id else None
+        if key is not None and key.batch_token_limit is not None:
+            return key.batch_token_limit
+        return self.services.settings.batch_token_limit
 
     async def _wrap_up(self, row: BatchRow, status: str | None, unrun_code: str) -> None:
         """Write the output and error files from the batch's results and finish it. ``status`` None:

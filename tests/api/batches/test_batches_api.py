@@ -4,141 +4,18 @@ expiry, ownership, and a dead runner's line taken over and run exactly once."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import httpx
-import pytest
 
-from faceplate.access.auth import Authenticator
-from faceplate.access.usage import UsageRecord
-from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
-from faceplate.engines.fake_embedding import FakeEmbeddingEngine
-from faceplate.engines.registry import Registry
 from faceplate.service.batch_worker import BatchWorker
 from faceplate.service.services import Services
-from faceplate.store import Store
-from faceplate.store.blobs import DirectoryBlobs
 from tests import spec
-from tests.api.conftest import API_KEY, OTHER_KEY, client_for
-
-CHAT = "/v1/chat/completions"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine("fake-model", n_ctx=512, words=4)
-
-
-@pytest.fixture
-def usage() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def make(engine: FakeEngine, usage: Recorder, tmp_path: Path) -> Iterator[Callable[..., Services]]:
-    stores: list[Store] = []
-
-    def build(**settings: Any) -> Services:
-        store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-        stores.append(store)
-        keys = [API_KEY, OTHER_KEY]
-        registry = Registry([engine, FakeEmbeddingEngine("fake-embedding", max_input_tokens=64)])
-        return Services(
-            settings=Settings(api_keys=keys, **settings),
-            registry=registry,
-            auth=Authenticator(keys),
-            store=store,
-            blobs=DirectoryBlobs(tmp_path / "files"),
-            usage=usage,
-        )
-
-    yield build
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture
-async def svc(make: Callable[..., Services]) -> AsyncIterator[Services]:
-    services = make()
-    yield services
-    await services.runs.close()
-
-
-@pytest.fixture
-async def api(svc: Services) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(svc) as client:
-        yield client
-
-
-@pytest.fixture
-async def worker(svc: Services) -> AsyncIterator[BatchWorker]:
-    w = BatchWorker(svc)
-    w.start()
-    yield w
-    await w.stop()
-
-
-def chat_line(custom_id: str, content: str = "hi", **extra: Any) -> dict[str, Any]:
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}], **extra}
-    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
-
-
-def jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-
-
-async def upload(api: httpx.AsyncClient, content: bytes) -> str:
-    r = await api.post("/v1/files", data={"purpose": "batch"}, files={"file": ("in.jsonl", content, "application/octet-stream")})
-    assert r.status_code == 200, r.text
-    return str(r.json()["id"])
-
-
-async def create(api: httpx.AsyncClient, lines: list[dict[str, Any]], endpoint: str = CHAT, **extra: Any) -> dict[str, Any]:
-    file_id = await upload(api, jsonl(lines))
-    r = await api.post("/v1/batches", json={"input_file_id": file_id, "endpoint": endpoint, "completion_window": "24h", **extra})
-    assert r.status_code == 200, r.text
-    spec.validate_batch(r.json())
-    assert r.json()["status"] == "validating"
-    return r.json()
-
-
-async def wait_for(api: httpx.AsyncClient, batch_id: str, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        r = await api.get(f"/v1/batches/{batch_id}")
-        assert r.status_code == 200, r.text
-        if r.json()["status"] in statuses:
-            spec.validate_batch(r.json())
-            return r.json()
-        assert time.monotonic() < deadline, f"batch still {r.json()['status']}, wanted {statuses}"
-        await asyncio.sleep(0.05)
-
-
-async def file_lines(api: httpx.AsyncClient, file_id: str | None) -> list[dict[str, Any]]:
-    if file_id is None:
-        return []
-    meta = await api.get(f"/v1/files/{file_id}")
-    assert meta.status_code == 200, meta.text
-    spec.validate_file(meta.json())
-    assert meta.json()["purpose"] == "batch_output"
-    r = await api.get(f"/v1/files/{file_id}/content")
-    assert r.status_code == 200
-    assert meta.json()["bytes"] == len(r.content)
-    return [json.loads(x) for x in r.content.splitlines()]
+from tests.api.batches.conftest import Recorder
+from tests.api.batches.helpers import CHAT, chat_line, create, file_lines, wait_for
+from tests.api.conftest import OTHER_KEY, client_for
 
 
 async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(

@@ -11,7 +11,6 @@ import pytest
 
 from faceplate.access.auth import Authenticator, Principal, hash_key
 from faceplate.access.limits import MemoryLimiter
-from faceplate.access.usage import UsageRecord
 from faceplate.app import create_app
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
@@ -20,14 +19,7 @@ from faceplate.service.services import Services
 from faceplate.store.keys import generate_secret
 from tests.api.conftest import API_KEY
 from tests.api.sse import events
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
+from tests.recorders import Recorder
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 
 from faceplate.access.auth import ANONYMOUS, Authenticator, Principal
 from faceplate.access.limits import MemoryLimiter
-from faceplate.access.usage import UsageRecord
 from faceplate.config import Settings
 from faceplate.engines.base import (
     ChatEngine,
@@ -34,6 +33,7 @@ from faceplate.service import generate
 from faceplate.service.cpu import InlineCpu
 from faceplate.service.services import Services
 from tests import spec
+from tests.recorders import Recorder
 
 
 @dataclass(frozen=True)
@@ -119,14 +119,6 @@ class Stream:
                 yield TextDelta(choice, (" " if i else "") + word, tokens=1)
                 await asyncio.sleep(0)
             yield Finished(choice, "stop", min(len(self.job.words), self.job.max_new_tokens), cached_tokens=2)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
 
 
 def services(engine: MessageEngine, **kw: Any) -> tuple[Services, Recorder]:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from faceplate.store import Store
 from faceplate.store.batches import TokenLimitExceeded
 from faceplate.store.schema import batch_requests
-from tests.unit.test_store_batches import A, B, NOW, complete, create, lines
+from tests.unit.test_store_batches import NOW, A, B, complete, create, lines
 
 
 def start(store: Store, id: str, owner: str, tokens: int, limit: int | None, n: int = 2) -> bool:

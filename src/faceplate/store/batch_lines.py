@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, select, text, update
 
 from faceplate.store.batch_rows import DONE, IN_PROGRESS, PENDING, RUNNING, ClaimedRequest
 from faceplate.store.conversations import to_json
@@ -24,6 +24,16 @@ from faceplate.store.db import write_transaction
 from faceplate.store.schema import batch_requests, batches
 
 _PG_OWNER_LOCK = 0x46504243  # "FPBC": the advisory-lock class that serialises one owner's claims under owner_cap
+
+
+def _held(runner: str, batch_id: str, line: int) -> tuple[ColumnElement[bool], ...]:
+    """The line is running under this runner (its lease may have run out, as long as nobody took it over)."""
+    return (
+        batch_requests.c.batch_id == batch_id,
+        batch_requests.c.line == line,
+        batch_requests.c.status == RUNNING,
+        batch_requests.c.lease_owner == runner,
+    )
 
 
 class BatchLines:
@@ -172,12 +182,7 @@ class BatchLines:
         with write_transaction(self._engine) as conn:
             done = conn.execute(
                 update(batch_requests)
-                .where(
-                    batch_requests.c.batch_id == batch_id,
-                    batch_requests.c.line == line,
-                    batch_requests.c.status == RUNNING,
-                    batch_requests.c.lease_owner == runner,
-                )
+                .where(*_held(runner, batch_id, line))
                 .values(status=PENDING, lease_owner=None, lease_until=None, updated_at=now)
             )
         return done.rowcount > 0
@@ -209,12 +214,7 @@ class BatchLines:
                 return False
             done = conn.execute(
                 update(batch_requests)
-                .where(
-                    batch_requests.c.batch_id == batch_id,
-                    batch_requests.c.line == line,
-                    batch_requests.c.status == RUNNING,
-                    batch_requests.c.lease_owner == runner,
-                )
+                .where(*_held(runner, batch_id, line))
                 .values(status=DONE, ok=ok, result=to_json(result), lease_until=None, updated_at=now)
             )
             if done.rowcount == 0:

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from faceplate.access.auth import Authenticator
-from faceplate.access.usage import UsageRecord
 from faceplate.config import Settings
 from faceplate.engines.fake import FakeEngine
 from faceplate.engines.fake_embedding import FakeEmbeddingEngine
@@ -20,14 +19,7 @@ from faceplate.service.services import Services
 from faceplate.store import Store
 from faceplate.store.blobs import DirectoryBlobs
 from tests.api.conftest import API_KEY, OTHER_KEY, client_for
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list[UsageRecord] = []
-
-    def record(self, rec: UsageRecord) -> None:
-        self.records.append(rec)
+from tests.recorders import Recorder
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from faceplate.engines.fake import FakeEngine
 from faceplate.service.batch_worker import BatchWorker
 from faceplate.service.services import Services
 from tests import spec
-from tests.api.batches.conftest import Recorder
 from tests.api.batches.helpers import CHAT, chat_line, create, file_lines, wait_for
 from tests.api.conftest import OTHER_KEY, client_for
+from tests.recorders import Recorder
 
 
 async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(

@@ -62,3 +62,31 @@ def test_release_puts_a_running_line_back_for_anyone(store: Store) -> None:
     (again,) = store.batches.claim_requests("w2", NOW, 30, 5)  # at once, not after the lease
     assert (again.batch_id, again.line) == (c.batch_id, c.line)
     assert not complete(store, "w1", c) and complete(store, "w2", again)
+
+
+def test_finish_records_the_result_files_with_the_status_or_not_at_all(store: Store) -> None:
+    from faceplate.store import StoredFile
+
+    assert start(store, "batch_1", A, 0, limit=None, n=1)
+    stage = store.batches.claim_stage("stage", NOW, 60)  # one line pending: nothing to wrap up yet
+    assert stage is None
+    assert store.batches.request_cancel("batch_1", A, NOW) is not None
+    stage = store.batches.claim_stage("stage", NOW, 60)
+    assert stage is not None and stage.status == "cancelling"
+    err = StoredFile(id="file-err", owner=A, filename="e.jsonl", purpose="batch_output", bytes=9, created_at=NOW, expires_at=None)
+    refused = store.batches.finish(
+        "batch_1",
+        "someone-else",
+        status="cancelled",
+        output_file_id=None,
+        error_file_id="file-err",
+        unrun=1,
+        now=NOW,
+        files=[err],
+    )
+    assert not refused and store.files.get("file-err", A, now=NOW) is None  # no file row without the finish
+    assert store.batches.finish(
+        "batch_1", "stage", status="cancelled", output_file_id=None, error_file_id="file-err", unrun=1, now=NOW, files=[err]
+    )
+    assert store.files.get("file-err", A, now=NOW) is not None
+    assert store.batches.get("batch_1", A).status == "cancelled"  # type: ignore[union-attr]

@@ -39,12 +39,11 @@ from typing import Any
 
 from faceplate.errors import FaceplateError, InvalidApiKey, Overloaded, ServiceUnavailable
 from faceplate.service.batch_input import read_lines, validate_input
-from faceplate.service.batch_output import dumps_line, failure_line, success_line, unrun_line
+from faceplate.service.batch_output import failure_line, success_line
 from faceplate.service.batch_requests import batch_services, run_request, usage_of
+from faceplate.service.batch_results import wrap_up
 from faceplate.service.batches import principal_from
-from faceplate.service.files import new_file_id
 from faceplate.service.services import Services
-from faceplate.store import StoredFile
 from faceplate.store.batches import (
     CANCELLING,
     FINALIZING,
@@ -61,10 +60,6 @@ BUSY_POLL_S = 0.2
 IDLE_POLL_S = 1.0
 BACKOFF_S = 1.0  # after an engine said it is full: claim nothing new for this long
 KEY_CHECK_S = 5.0  # how long a key's status is trusted before it is read again
-_UNRUN_MESSAGES = {
-    "batch_cancelled": "This request was not executed because the batch was cancelled.",
-    "batch_expired": "This request could not be executed before the completion window expired.",
-}
 
 
 class BatchWorker:
@@ -262,15 +257,15 @@ class BatchWorker:
         if row.status == VALIDATING:
             await self._validate(row)
         elif row.status == CANCELLING:
-            await self._wrap_up(row, "cancelled", "batch_cancelled")
+            await wrap_up(self.services, self.runner, row, "cancelled", "batch_cancelled")
         elif row.status == IN_PROGRESS:
             # past its window or with every line done: completed if every line ran, else expired
             if await asyncio.to_thread(store.batches.mark_finalizing, row.id, self.runner, now):
-                await self._wrap_up(row, None, "batch_expired")
+                await wrap_up(self.services, self.runner, row, None, "batch_expired")
             else:
                 await asyncio.to_thread(store.batches.release_stage, row.id, self.runner)
         elif row.status == FINALIZING:
-            await self._wrap_up(row, None, "batch_expired")  # a wrap-up a dead runner left
+            await wrap_up(self.services, self.runner, row, None, "batch_expired")  # a wrap-up a dead runner left
 
     async def _validate(self, row: BatchRow) -> None:
         store, blobs = self.services.store, self.services.blobs
@@ -333,79 +328,3 @@ class BatchWorker:
         if key is not None and key.batch_token_limit is not None:
             return key.batch_token_limit
         return self.services.settings.batch_token_limit
-
-    async def _wrap_up(self, row: BatchRow, status: str | None, unrun_code: str) -> None:
-        """Write the output and error files from the batch's results and finish it. ``status`` None:
-        completed if every line ran, else expired."""
-        store, blobs = self.services.store, self.services.blobs
-        assert store is not None and blobs is not None
-        limit = self.services.settings.max_file_bytes
-        message = _UNRUN_MESSAGES[unrun_code]
-
-        def write() -> tuple[str | None, int, str | None, int, int]:
-            out_id, err_id = new_file_id(), new_file_id()
-            out, err = blobs.writer(out_id, limit), blobs.writer(err_id, limit)
-            n_out = n_err = unrun = 0
-            try:
-                for _line, custom_id, ok, result, _status in store.batches.results(row.id):
-                    if ok is None or result is None:
-                        unrun += 1
-                        n_err += 1
-                        err.write(dumps_line(unrun_line(custom_id, unrun_code, message)))  # type: ignore[arg-type]
-                    elif ok:
-                        n_out += 1
-                        out.write(dumps_line(result))
-                    else:
-                        n_err += 1
-                        err.write(dumps_line(result))
-                out_size = out.commit() if n_out else 0
-                err_size = err.commit() if n_err else 0
-            finally:
-                out.abort()
-                err.abort()
-            return (out_id if n_out else None), out_size, (err_id if n_err else None), err_size, unrun
-
-        out_id, out_size, err_id, err_size, unrun = await asyncio.to_thread(write)
-        final = status or ("expired" if unrun else "completed")
-        created = time.time()
-        expires = None if row.output_expires_after is None else float(int(created) + row.output_expires_after)
-        made: list[str] = []
-        try:
-            for file_id, size, name in ((out_id, out_size, "output"), (err_id, err_size, "error")):
-                if file_id is None:
-                    continue
-                stored = StoredFile(
-                    id=file_id,
-                    owner=row.owner,
-                    filename=f"batch_{row.id}_{name}.jsonl",
-                    purpose="batch_output",
-                    bytes=size,
-                    created_at=created,
-                    expires_at=expires,
-                )
-                await asyncio.to_thread(store.files.create, stored)
-                made.append(file_id)
-            done = await asyncio.to_thread(
-                store.batches.finish,
-                row.id,
-                self.runner,
-                status=final,  # type: ignore[arg-type]
-                output_file_id=out_id,
-                error_file_id=err_id,
-                unrun=unrun,
-                now=time.time(),
-            )
-        except BaseException:
-            done = False
-            raise
-        finally:
-            if not done:
-                for file_id in (out_id, err_id):
-                    if file_id is None:
-                        continue
-                    with contextlib.suppress(Exception):
-                        if file_id in made:
-                            await asyncio.to_thread(store.files.remove, [file_id])
-                        await asyncio.to_thread(blobs.delete, file_id)
-        if not done:
-            log.warning("batch %s: could not finish as %s (lease lost or counts moved)", row.id, final)

@@ -60,6 +60,7 @@ from faceplate.store.batch_rows import (
 )
 from faceplate.store.conversations import to_json
 from faceplate.store.db import page_by_creation, read_transaction, write_transaction
+from faceplate.store.files import StoredFile, insert_file
 from faceplate.store.schema import batch_requests, batches
 
 __all__ = [
@@ -364,6 +365,7 @@ class BatchStore(BatchLines):
         error_file_id: str | None,
         unrun: int,
         now: float,
+        files: Sequence[StoredFile] = (),
     ) -> bool:
         """The terminal status with its timestamp (``finalizing_at`` too, if not set yet), the output
         files, and ``unrun`` (lines that never ran) added to ``failed``, so ``completed + failed ==
@@ -400,5 +402,7 @@ class BatchStore(BatchLines):
                 )
             )
             if done.rowcount > 0:  # the output and error files hold every line now
+                for f in files:
+                    insert_file(conn, f)
                 conn.execute(delete(batch_requests).where(batch_requests.c.batch_id == id))
         return done.rowcount > 0

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, or_, select
 
 from faceplate.store.db import page_by_creation, read_transaction, write_transaction
 from faceplate.store.schema import files
@@ -55,6 +55,22 @@ def _alive(now: float | None) -> ColumnElement[bool]:
     return or_(files.c.expires_at.is_(None), files.c.expires_at > at)
 
 
+def insert_file(conn: Connection, f: StoredFile) -> None:
+    """A file's metadata row, in the caller's transaction (a batch's results land with its finish)."""
+    conn.execute(
+        insert(files).values(
+            id=f.id,
+            owner=f.owner,
+            filename=f.filename,
+            purpose=f.purpose,
+            bytes=f.bytes,
+            created_at=f.created_at,
+            expires_at=f.expires_at,
+            status=f.status,
+        )
+    )
+
+
 class FileStore:
     # ``list`` is a method here: annotations in this class say ``builtins.list`` for the type.
 
@@ -63,18 +79,7 @@ class FileStore:
 
     def create(self, f: StoredFile) -> None:
         with write_transaction(self._engine) as conn:
-            conn.execute(
-                insert(files).values(
-                    id=f.id,
-                    owner=f.owner,
-                    filename=f.filename,
-                    purpose=f.purpose,
-                    bytes=f.bytes,
-                    created_at=f.created_at,
-                    expires_at=f.expires_at,
-                    status=f.status,
-                )
-            )
+            insert_file(conn, f)
 
     def get(self, id: str, owner: str, *, now: float | None = None) -> StoredFile | None:
         """The owner's file, unless it has expired (``now``: the clock, default the real one)."""

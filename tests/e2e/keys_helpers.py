@@ -52,6 +52,13 @@ def close_clients() -> Iterator[None]:
         _OPEN.pop().close()
 
 
+def refusal(exc: openai.APIStatusError) -> tuple[int, str, str | None, str | None, str]:
+    """An SDK exception as (status, type, param, code, message), read from the error body the server sent."""
+    body = exc.body
+    assert isinstance(body, dict), body
+    return exc.status_code, body["type"], body["param"], body["code"], body["message"]
+
+
 def admin_request(server: ServerProcess, method: str, path: str, **kw: Any) -> httpx2.Response:
     headers = {"authorization": f"Bearer {ADMIN}", **kw.pop("headers", {})}
     return httpx2.request(method, f"{server.root}{path}", headers=headers, timeout=30, **kw)

@@ -26,7 +26,7 @@ from openai.types import FileObject
 
 from tests.conformance import ValidatingTransport
 from tests.e2e.conftest import E2E_KEY
-from tests.e2e.keys_helpers import chat_only, close_clients, sdk
+from tests.e2e.keys_helpers import chat_only, close_clients, refusal, sdk
 from tests.serverproc import ServerProcess, start_server
 
 __all__ = ["close_clients"]  # the autouse fixture that closes every client `sdk` made
@@ -123,10 +123,10 @@ def test_upload_retrieve_content_delete(client: openai.OpenAI, server: ServerPro
         "param": None,
         "code": None,
     }
-    with pytest.raises(openai.NotFoundError):
-        client.files.content(made.id)
-    with pytest.raises(openai.NotFoundError):
-        client.files.delete(made.id)
+    for call in (client.files.content, client.files.delete):
+        with pytest.raises(openai.NotFoundError) as gone:
+            call(made.id)
+        assert refusal(gone.value) == (404, "invalid_request_error", None, None, f"No such File object: {made.id}")
     assert made.id not in {p.name for p in on_disk(server)}
     client.files.delete(binary.id)
 
@@ -153,8 +153,9 @@ def test_expires_after(client: openai.OpenAI) -> None:
 def test_files_belong_to_their_key(client: openai.OpenAI, other: openai.OpenAI) -> None:
     mine = client.files.create(file=("secret.jsonl", JSONL), purpose="batch")
     for call in (other.files.retrieve, other.files.content, other.files.delete):
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.NotFoundError) as info:
             call(mine.id)
+        assert refusal(info.value) == (404, "invalid_request_error", None, None, f"No such File object: {mine.id}")
     assert mine.id not in {f.id for f in other.files.list()}
     assert client.files.content(mine.id).read() == JSONL
     client.files.delete(mine.id)
@@ -166,13 +167,14 @@ def test_refusals(client: openai.OpenAI, server: ServerProcess) -> None:
     def bad(param: str | None, **kw: object) -> openai.BadRequestError:
         with pytest.raises(openai.BadRequestError) as info:
             client.files.create(**kw)  # type: ignore[arg-type]
-        assert info.value.param == param, info.value.body
+        assert refusal(info.value)[:4] == (400, "invalid_request_error", param, None), info.value.body
         return info.value
 
     bad("purpose", file=("a.jsonl", JSONL), purpose="training")
     err = bad("file", file=("requests.json", JSONL), purpose="batch")
     assert err.body["message"] == "Invalid file format for Batch API. Must be .jsonl"  # type: ignore[index]
-    bad("file", file=("big.jsonl", Generated(MAX_BATCH_FILE + 1)), purpose="batch")  # over the batch limit, streamed
+    err = bad("file", file=("big.jsonl", Generated(MAX_BATCH_FILE + 1)), purpose="batch")  # over the batch limit, streamed
+    assert refusal(err)[4] == f"File is too large for the Batch API: the maximum size is {MAX_BATCH_FILE} bytes."
     bad("expires_after.seconds", file=("a.txt", b"x"), purpose="user_data", expires_after={"anchor": "created_at", "seconds": 60})
     bad("expires_after.anchor", file=("a.txt", b"x"), purpose="user_data", expires_after={"anchor": "now", "seconds": 3600})
 
@@ -187,8 +189,13 @@ def test_refusals(client: openai.OpenAI, server: ServerProcess) -> None:
     ):  # streamed (chunked), and with a Content-Length
         with pytest.raises(openai.APIStatusError) as info:
             client.files.create(file=("huge.bin", content), purpose="user_data")
-        assert info.value.status_code == 413
-        assert info.value.body["param"] == "file" and info.value.body["code"] == "request_too_large"  # type: ignore[index]
+        assert refusal(info.value) == (
+            413,
+            "invalid_request_error",
+            "file",
+            "request_too_large",
+            f"File is too large: the maximum size is {MAX_FILE} bytes.",
+        )
     assert on_disk(server) == before  # nothing kept, no temp file left
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -12,15 +14,24 @@ from typing import Any
 
 import httpx2
 import openai
+import sqlalchemy
 from openai.types import Batch, FileObject
 
 from tests import spec
-from tests.e2e.keys_helpers import CHAT
+from tests.e2e.keys_helpers import CHAT, chat_only
 from tests.serverproc import ServerProcess
 
 CHAT_URL = "/v1/chat/completions"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 LONG = "Write a very long story about a dragon, a knight and a princess, with many chapters."
+
+
+def chat_server() -> list[str]:
+    """``serve`` arguments for the batch tests: the bundled chat model only, four sequences, one
+    thread. One thread, because a batch test's server shares two cores with the test itself, the
+    worker's store calls and, in some tests, a second server; llama.cpp's threads slow down badly
+    when they must wait for a core."""
+    return [*chat_only(), "--threads", "1"]
 
 
 def line(custom_id: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,3 +175,48 @@ def engine_counters(server: ServerProcess, key: str, model: str = CHAT) -> dict[
     r = httpx2.get(f"{server.root}/health", headers={"authorization": f"Bearer {key}"}, timeout=30)
     assert r.status_code == 200, r.text
     return dict(r.json()["models"][model])
+
+
+def lines_by_status(database_url: str, batch_id: str) -> tuple[dict[str, int], int]:
+    """The batch's request lines counted by status (pending, running, done), and how many runners
+    (server processes) hold its running lines, read from the store itself: what a frozen or killed
+    server left there, which no API shows."""
+    engine = sqlalchemy.create_engine(database_url)
+    mine = {"id": batch_id}
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sqlalchemy.text("SELECT status, count(*) FROM batch_requests WHERE batch_id = :id GROUP BY status"), mine
+            ).all()
+            runners = conn.scalar(
+                sqlalchemy.text(
+                    "SELECT count(DISTINCT lease_owner) FROM batch_requests WHERE batch_id = :id AND status = 'running'"
+                ),
+                mine,
+            )
+    finally:
+        engine.dispose()
+    return {str(status): int(n) for status, n in rows}, int(runners or 0)
+
+
+def kill_mid_batch(
+    server: ServerProcess, database_url: str, batch_id: str, *, runners: int = 1, timeout: float = 120.0
+) -> dict[str, int]:
+    """SIGKILL ``server`` at a moment when some of the batch's lines are done and ``runners`` server
+    processes are running others (with two servers on one store, ``runners=2`` means the killed one
+    holds running lines too). The process is frozen (SIGSTOP) while the store is read, so what the
+    read shows is exactly what the kill leaves; if that is not the moment, it thaws (SIGCONT) and the
+    check repeats. Returns the lines by status at the kill."""
+    deadline = time.monotonic() + timeout
+    pid = server.proc.pid
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        left, running_on = lines_by_status(database_url, batch_id)
+        if left.get("done", 0) > 0 and running_on >= runners:
+            server.proc.kill()
+            server.proc.wait()
+            return left
+        os.kill(pid, signal.SIGCONT)
+        assert left.get("pending", 0) + left.get("running", 0) > 0 or not left, f"the batch ran to its end first: {left}"
+        assert time.monotonic() < deadline, f"no moment with lines done and {runners} runners running others: {left}"
+        time.sleep(0.02)

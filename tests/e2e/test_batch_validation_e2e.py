@@ -21,6 +21,7 @@ from tests.e2e.batch_helpers import (
     CHAT_URL,
     chat_line,
     chat_lines,
+    chat_server,
     counts,
     create_batch,
     engine_counters,
@@ -30,7 +31,7 @@ from tests.e2e.batch_helpers import (
     wait_for,
 )
 from tests.e2e.conftest import E2E_KEY
-from tests.e2e.keys_helpers import CHAT, chat_only, close_clients, refusal, sdk
+from tests.e2e.keys_helpers import CHAT, close_clients, refusal, sdk
 from tests.serverproc import ServerProcess, start_server
 
 __all__ = ["close_clients"]  # the autouse fixture that closes every client `sdk` made
@@ -77,7 +78,7 @@ CASES: dict[str, tuple[bytes, list[tuple[str, int | None, str | None]]]] = {
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = start_server(
-        [*chat_only(), "--api-key", E2E_KEY, "--api-key", OTHER_KEY],
+        [*chat_server(), "--api-key", E2E_KEY, "--api-key", OTHER_KEY],
         log_dir=tmp_path_factory.mktemp("batch-validation"),
     )
     yield srv

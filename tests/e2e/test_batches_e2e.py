@@ -21,6 +21,7 @@ from tests.e2e.batch_helpers import (
     by_custom_id,
     chat_line,
     chat_lines,
+    chat_server,
     counts,
     create_batch,
     read_lines,
@@ -31,7 +32,7 @@ from tests.e2e.batch_helpers import (
     wait_until,
 )
 from tests.e2e.conftest import E2E_KEY
-from tests.e2e.keys_helpers import chat_only, close_clients, refusal, sdk
+from tests.e2e.keys_helpers import close_clients, refusal, sdk
 from tests.serverproc import ServerProcess, start_server
 
 __all__ = ["close_clients"]  # the autouse fixture that closes every client `sdk` made
@@ -43,7 +44,7 @@ WINDOW_S = 6  # the short-window server's batches expire this long after they ar
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = start_server(
-        [*chat_only(), "--api-key", E2E_KEY, "--api-key", OTHER_KEY],
+        [*chat_server(), "--api-key", E2E_KEY, "--api-key", OTHER_KEY],
         log_dir=tmp_path_factory.mktemp("batches"),
     )
     yield srv
@@ -142,7 +143,7 @@ def test_cancel_while_validating(client: openai.OpenAI) -> None:
 def short_window(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Batches expire WINDOW_S after creation; one line at a time, so a big batch cannot finish in time."""
     srv = start_server(
-        [*chat_only(), "--api-key", E2E_KEY],
+        [*chat_server(), "--api-key", E2E_KEY],
         env={"FACEPLATE_BATCH_WINDOW_S": str(WINDOW_S), "FACEPLATE_BATCH_CONCURRENCY": "1"},
         log_dir=tmp_path_factory.mktemp("batches-window"),
     )

@@ -1,10 +1,12 @@
 """The Batch API with the official SDK (strict response validation, every JSON body checked against
 OpenAI's spec by the transport) against a real `faceplate serve`, driven by the worker the app
 starts in its lifespan: a chat batch to completed with SDK-parseable answers; a line with a bad
-body fails alone (its 400 in the error file, the same body the endpoint itself answers); a cancel
+body fails alone (its 400 in the error file, the same body the endpoint itself answers), and a
+batch whose every line fails completes with no output file; a cancel
 mid-run keeps what ran and reports the rest as ``batch_cancelled``; a batch past its window (a server
 with a short ``FACEPLATE_BATCH_WINDOW_S``) ends ``expired``, done lines kept, the rest
-``batch_expired``; a finished batch cannot be cancelled; another key sees nothing."""
+``batch_expired``; a finished batch cannot be cancelled; another key sees nothing; the list pages
+newest first."""
 
 from __future__ import annotations
 
@@ -92,8 +94,12 @@ def test_a_chat_batch_runs_to_completed_with_the_sdk(server: ServerProcess) -> N
 def test_a_bad_body_fails_only_its_line(client: openai.OpenAI) -> None:
     bad = chat_line("bad-temperature", temperature=3)
     lines = [chat_line("ok0"), bad, chat_line("streamed", stream=True), chat_line("ok1")]
-    done = wait_for(client, create_batch(client, lines).id)
+    expiry = {"anchor": "created_at", "seconds": 3600}
+    done = wait_for(client, create_batch(client, lines, output_expires_after=expiry).id)
     assert done.status == "completed" and counts(done) == (4, 2, 2), done
+    for file_id in (done.output_file_id, done.error_file_id):
+        made = client.files.retrieve(file_id)  # type: ignore[arg-type]
+        assert made.expires_at == made.created_at + 3600, made
     assert sorted(successes(read_lines(client, done.output_file_id), "CreateChatCompletionResponse")) == ["ok0", "ok1"]
     errors = by_custom_id(read_lines(client, done.error_file_id))
     assert sorted(errors) == ["bad-temperature", "streamed"]
@@ -107,6 +113,15 @@ def test_a_bad_body_fails_only_its_line(client: openai.OpenAI) -> None:
     assert info.value.param == "temperature" and info.value.type == "invalid_request_error"
     streamed = errors["streamed"]["response"]["body"]["error"]
     assert (streamed["param"], streamed["type"]) == ("stream", "invalid_request_error"), streamed
+
+
+def test_a_batch_whose_every_line_fails_completes_without_an_output_file(client: openai.OpenAI) -> None:
+    done = wait_for(client, create_batch(client, [chat_line("a", max_tokens=0), chat_line("b", n=99)]).id)
+    assert done.status == "completed" and counts(done) == (2, 0, 2), done
+    assert done.output_file_id is None and done.error_file_id is not None
+    errors = by_custom_id(read_lines(client, done.error_file_id))
+    assert {cid: x["response"]["body"]["error"]["param"] for cid, x in errors.items()} == {"a": "max_tokens", "b": "n"}
+    assert done.usage is not None and done.usage.total_tokens == 0
 
 
 def test_cancel_mid_run_keeps_what_ran_and_reports_the_rest(client: openai.OpenAI) -> None:
@@ -170,3 +185,17 @@ def test_a_batch_past_its_window_expires_keeping_what_ran(short_window: ServerPr
     assert_usage(done, bodies.values())
     # lines run in order, one at a time: what ran is a prefix of the file
     assert set(bodies) == {f"r{i}" for i in range(completed)}
+
+
+def test_list_auto_pages_newest_first(client: openai.OpenAI) -> None:
+    made = [create_batch(client, chat_lines(1)).id for _ in range(3)]
+    for batch_id in made:
+        client.batches.cancel(batch_id)  # nothing needs to run
+    everything = client.batches.list(limit=100)
+    ids = [b.id for b in everything.data]
+    assert not everything.has_more and ids[:3] == made[::-1]
+    assert [b.id for b in client.batches.list(limit=2)] == ids  # auto-paging follows after=last_id
+    created = [b.created_at for b in everything.data]
+    assert created == sorted(created, reverse=True)
+    page = client.batches.list(limit=2, after=ids[0])
+    assert [b.id for b in page.data] == ids[1:3] and page.has_more == (len(ids) > 3)

@@ -1,5 +1,6 @@
 """Two Faceplate processes sharing one PostgreSQL store and one files folder work one batch together,
-and no line runs twice; when one of them is killed mid-batch, the other finishes its lines.
+and no line runs twice; a cancel through one stops the lines both were running; when one of them is
+killed mid-batch, the other finishes its lines.
 
 Both servers (each with its own data dir, ``--database-url`` one fresh database, ``FACEPLATE_FILES_DIR``
 one folder) are up before the batch is created, with a small ``FACEPLATE_BATCH_CONCURRENCY`` so
@@ -9,6 +10,7 @@ show how many requests it was handed: across the two, exactly one per line.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,9 +25,12 @@ from tests.e2e.batch_helpers import (
     engine_counters,
     kill_mid_batch,
     read_lines,
+    some_done,
     successes,
+    unrun,
     upload,
     wait_for,
+    wait_until,
 )
 from tests.e2e.keys_helpers import close_clients, sdk
 from tests.serverproc import ServerProcess, start_server
@@ -80,6 +85,29 @@ def test_two_servers_share_one_batch_and_run_each_line_once(pair: list[ServerPro
     assert_usage(done, bodies.values())
     ran = [submitted(a) - before[0], submitted(b) - before[1]]
     assert sum(ran) == N and min(ran) > 0, f"lines run by server a, b: {ran}"
+
+
+def test_a_cancel_through_one_server_stops_the_others_lines(pair: list[ServerProcess]) -> None:
+    a, b = pair
+    before = [submitted(a), submitted(b)]
+    ca, cb = sdk(a, KEY), sdk(b, KEY)
+    batch = create_batch(ca, chat_lines(N, max_tokens=4, prefix="c"))
+    wait_until(ca, batch.id, lambda x: some_done(x) and min(submitted(a) - before[0], submitted(b) - before[1]) > 0)
+    assert cb.batches.cancel(batch.id).status == "cancelling"
+    done = wait_for(ca, batch.id)
+    assert done.status == "cancelled", done
+    total, completed, failed = counts(done)
+    assert total == N and completed + failed == N and 0 < completed < N, done
+    bodies = successes(read_lines(cb, done.output_file_id), "CreateChatCompletionResponse")
+    cancelled = unrun(read_lines(ca, done.error_file_id), "batch_cancelled")
+    assert len(bodies) == completed and set(bodies) | cancelled == {f"c{i}" for i in range(N)}
+    assert_usage(done, bodies.values())
+    # neither server starts another line of it, and what they were running has stopped
+    settled = [engine_counters(srv, KEY) for srv in pair]
+    time.sleep(1.5)
+    for srv, then in zip(pair, settled, strict=True):
+        now = engine_counters(srv, KEY)
+        assert now["submitted"] == then["submitted"] and now["running_sequences"] == 0, (then, now)
 
 
 def test_a_killed_servers_lines_are_finished_by_the_other(pair: list[ServerProcess], database_url: str) -> None:

@@ -177,46 +177,63 @@ def engine_counters(server: ServerProcess, key: str, model: str = CHAT) -> dict[
     return dict(r.json()["models"][model])
 
 
+def _store(database_url: str, sql: str, batch_id: str) -> list[Any]:
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sqlalchemy.text(sql), {"id": batch_id}).all())
+    finally:
+        engine.dispose()
+
+
 def lines_by_status(database_url: str, batch_id: str) -> tuple[dict[str, int], int]:
     """The batch's request lines counted by status (pending, running, done), and how many runners
     (server processes) hold its running lines, read from the store itself: what a frozen or killed
     server left there, which no API shows."""
-    engine = sqlalchemy.create_engine(database_url)
-    mine = {"id": batch_id}
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sqlalchemy.text("SELECT status, count(*) FROM batch_requests WHERE batch_id = :id GROUP BY status"), mine
-            ).all()
-            runners = conn.scalar(
-                sqlalchemy.text(
-                    "SELECT count(DISTINCT lease_owner) FROM batch_requests WHERE batch_id = :id AND status = 'running'"
-                ),
-                mine,
-            )
-    finally:
-        engine.dispose()
-    return {str(status): int(n) for status, n in rows}, int(runners or 0)
+    rows = _store(database_url, "SELECT status, count(*) FROM batch_requests WHERE batch_id = :id GROUP BY status", batch_id)
+    running = "SELECT count(DISTINCT lease_owner) FROM batch_requests WHERE batch_id = :id AND status = 'running'"
+    return {str(status): int(n) for status, n in rows}, int(_store(database_url, running, batch_id)[0][0])
+
+
+def stage_state(database_url: str, batch_id: str) -> tuple[str, bool, int]:
+    """The batch row as the store holds it: (status, whether a runner holds its stage lease, its lines stored)."""
+    [(status, owner)] = _store(database_url, "SELECT status, lease_owner FROM batches WHERE id = :id", batch_id)
+    lines = _store(database_url, "SELECT count(*) FROM batch_requests WHERE batch_id = :id", batch_id)[0][0]
+    return str(status), owner is not None, int(lines)
+
+
+def kill_when(server: ServerProcess, ready: Callable[[], tuple[bool, Any]], *, timeout: float = 120.0) -> Any:
+    """SIGKILL ``server`` at a moment when ``ready()`` (which reads the store) says so; returns what it
+    read. The process is frozen (SIGSTOP) while ``ready`` reads, so what it shows is exactly what the
+    kill leaves; if that is not the moment, the process thaws (SIGCONT) and the check repeats."""
+    deadline = time.monotonic() + timeout
+    pid = server.proc.pid
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            now, seen = ready()
+        except BaseException:
+            os.kill(pid, signal.SIGCONT)
+            raise
+        if now:
+            server.proc.kill()
+            server.proc.wait()
+            return seen
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"the moment to kill never came: {seen}"
+        time.sleep(0.02)
 
 
 def kill_mid_batch(
     server: ServerProcess, database_url: str, batch_id: str, *, runners: int = 1, timeout: float = 120.0
 ) -> dict[str, int]:
-    """SIGKILL ``server`` at a moment when some of the batch's lines are done and ``runners`` server
-    processes are running others (with two servers on one store, ``runners=2`` means the killed one
-    holds running lines too). The process is frozen (SIGSTOP) while the store is read, so what the
-    read shows is exactly what the kill leaves; if that is not the moment, it thaws (SIGCONT) and the
-    check repeats. Returns the lines by status at the kill."""
-    deadline = time.monotonic() + timeout
-    pid = server.proc.pid
-    while True:
-        os.kill(pid, signal.SIGSTOP)
+    """SIGKILL ``server`` (see ``kill_when``) at a moment when some of the batch's lines are done and
+    ``runners`` server processes are running others (with two servers on one store, ``runners=2``
+    means the killed one holds running lines too). Returns the lines by status at the kill."""
+
+    def ready() -> tuple[bool, dict[str, int]]:
         left, running_on = lines_by_status(database_url, batch_id)
-        if left.get("done", 0) > 0 and running_on >= runners:
-            server.proc.kill()
-            server.proc.wait()
-            return left
-        os.kill(pid, signal.SIGCONT)
         assert left.get("pending", 0) + left.get("running", 0) > 0 or not left, f"the batch ran to its end first: {left}"
-        assert time.monotonic() < deadline, f"no moment with lines done and {runners} runners running others: {left}"
-        time.sleep(0.02)
+        return left.get("done", 0) > 0 and running_on >= runners, left
+
+    return dict(kill_when(server, ready, timeout=timeout))

@@ -202,10 +202,11 @@ def stage_state(database_url: str, batch_id: str) -> tuple[str, bool, int]:
     return str(status), owner is not None, int(lines)
 
 
-def kill_when(server: ServerProcess, ready: Callable[[], tuple[bool, Any]], *, timeout: float = 120.0) -> Any:
+def kill_when(server: ServerProcess, ready: Callable[[], tuple[bool, Any]], *, timeout: float = 120.0, poll: float = 0.02) -> Any:
     """SIGKILL ``server`` at a moment when ``ready()`` (which reads the store) says so; returns what it
     read. The process is frozen (SIGSTOP) while ``ready`` reads, so what it shows is exactly what the
-    kill leaves; if that is not the moment, the process thaws (SIGCONT) and the check repeats."""
+    kill leaves; if that is not the moment, the process thaws (SIGCONT) and the check repeats after
+    ``poll`` seconds (0: at once, to catch a moment of a few milliseconds)."""
     deadline = time.monotonic() + timeout
     pid = server.proc.pid
     while True:
@@ -221,7 +222,7 @@ def kill_when(server: ServerProcess, ready: Callable[[], tuple[bool, Any]], *, t
             return seen
         os.kill(pid, signal.SIGCONT)
         assert time.monotonic() < deadline, f"the moment to kill never came: {seen}"
-        time.sleep(0.02)
+        time.sleep(poll)
 
 
 def kill_mid_batch(

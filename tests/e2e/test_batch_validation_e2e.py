@@ -38,6 +38,7 @@ __all__ = ["close_clients"]  # the autouse fixture that closes every client `sdk
 
 OTHER_KEY = "sk-e2e-batch-validation-other-0123456789"
 MAX_REQUESTS = 50_000
+EMBEDDINGS_URL = "/v1/embeddings"
 NOT_JSON = "This line is not parseable as valid JSON."
 
 
@@ -72,6 +73,15 @@ CASES: dict[str, tuple[bytes, list[tuple[str, int | None, str | None]]]] = {
     "empty_file": (b"", [("empty_file", None, None)]),
     "empty_file-blank_lines": (b"\n   \n\r\n", [("empty_file", None, None)]),
     "too_many_tasks": (_too_many(), [("too_many_tasks", MAX_REQUESTS + 1, None)]),
+    "too_many_tasks-embedding_inputs": (  # an /v1/embeddings batch: 50,000 inputs in all, whatever the lines
+        jsonl(
+            [
+                line("e0", EMBEDDINGS_URL, {"model": "any-embedding-model", "input": ["a"] * 30_000}),
+                line("e1", EMBEDDINGS_URL, {"model": "any-embedding-model", "input": ["b"] * 20_001}),
+            ]
+        ),
+        [("too_many_tasks", 2, "body.input")],
+    ),
 }
 
 
@@ -96,7 +106,10 @@ def invalid(server: ServerProcess) -> Iterator[tuple[dict[str, str], int]]:
     the chat engine's ``submitted`` count before any of them."""
     before = engine_counters(server, E2E_KEY)["submitted"]
     client = sdk(server, E2E_KEY)
-    ids = {name: create_batch(client, content).id for name, (content, _) in CASES.items()}
+    ids = {
+        name: create_batch(client, content, EMBEDDINGS_URL if name.endswith("embedding_inputs") else CHAT_URL).id
+        for name, (content, _) in CASES.items()
+    }
     yield ids, before
     client.close()
 

@@ -162,6 +162,8 @@ def test_a_wrap_up_killed_after_recording_its_files_leaves_no_stray_file(servers
     second = servers.start()
     client = sdk(second, KEY)
     done = wait_for(client, batch.id)
-    assert done.status == "cancelled" and counts(done) == (n, 0, n), done
+    total, completed, failed = counts(done)
+    assert done.status == "cancelled" and total == n and completed + failed == n, done
+    named_by_batch = {done.output_file_id, done.error_file_id} - {None}
     mine = {f.id for f in client.files.list(purpose="batch_output") if f.filename.startswith(f"batch_{batch.id}_")}
-    assert mine == {done.error_file_id}, f"files named for the batch: {mine}; the batch names {done.error_file_id}"
+    assert mine == named_by_batch, f"files named for the batch: {mine}; the batch names {named_by_batch}"

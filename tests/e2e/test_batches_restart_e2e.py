@@ -10,9 +10,10 @@ killed (no shutdown hook runs) and a new server is started on the same data dir:
   the lines that were not done at the kill, each once;
 - while it validates a 50,000-line input: the new one validates it again once the stage lease runs
   out, and the batch goes in_progress with each line stored once;
-- while it wraps a cancelled batch up, after it recorded the error file but before the batch was
-  marked cancelled: the new one wraps it up again, and (xfail: a server bug) the owner is left with a
-  second, stray error file that no batch names.
+- while it wraps a cancelled batch up, after the error file's bytes are on disk but before the batch
+  is marked cancelled (and its files recorded, in the same transaction): the new one wraps it up
+  again under the same file ids, and the owner has exactly the files the batch names, on disk and
+  in its file list: nothing stray.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
+from faceplate.service.batch_results import result_file_id
 from tests.e2e.batch_helpers import (
     assert_usage,
     by_custom_id,
@@ -54,6 +56,7 @@ class Restarts:
 
     def __init__(self, tmp: Path) -> None:
         data = tmp / "data"
+        self.data = data
         self.tmp = tmp
         self.env = {"FACEPLATE_DATA_DIR": str(data), "FACEPLATE_BATCH_LEASE_S": str(LEASE_S)}
         self.store_url = f"sqlite:///{data / 'faceplate.db'}"
@@ -123,39 +126,34 @@ class Missed(Exception):
     """The wrap-up ended before the kill could land in its window."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BatchWorker._wrap_up records the output/error files (store.files.create) and then finishes the batch "
-    "in a separate transaction; a process killed in between leaves those file rows (and their bytes) behind, and "
-    "the restarted wrap-up writes new ones: the owner's file list holds a stray batch_output file no batch names",
-)
-def test_a_wrap_up_killed_after_recording_its_files_leaves_no_stray_file(servers: Restarts) -> None:
+def test_a_wrap_up_killed_after_writing_its_files_leaves_no_stray_file(servers: Restarts) -> None:
     n = 5_000  # a 1 MB error file: a wrap-up long enough to poll through, short enough to repeat
     first = servers.start()
     client = sdk(first, KEY)
+    files_dir = servers.data / "files"
     engine = sqlalchemy.create_engine(servers.store_url)
     try:
         for _attempt in range(5):
             batch = create_batch(client, chat_lines(n, max_tokens=1))
             wait_until(client, batch.id, lambda b: b.status == "in_progress", timeout=60)
             client.batches.cancel(batch.id)
-            named = f"batch_{batch.id}_%"
 
-            def recorded_not_finished(batch_id: str = batch.id, named: str = named) -> tuple[bool, str]:
+            error_blob = files_dir / (error_id := result_file_id(batch.id, "error"))[-2:] / error_id
+
+            def written_not_finished(batch_id: str = batch.id, blob: Path = error_blob) -> tuple[bool, str]:
                 with engine.connect() as conn:
                     status = conn.scalar(sqlalchemy.text("SELECT status FROM batches WHERE id = :id"), {"id": batch_id})
-                    files = conn.scalar(sqlalchemy.text("SELECT count(*) FROM files WHERE filename LIKE :f"), {"f": named})
                 if status == "cancelled":
                     raise Missed
-                return status == "cancelling" and bool(files), str(status)
+                return status == "cancelling" and blob.exists(), str(status)
 
             try:
-                kill_when(first, recorded_not_finished, poll=0, timeout=60)
+                kill_when(first, written_not_finished, poll=0, timeout=60)
                 break
             except Missed:
                 continue
         else:
-            pytest.skip("every wrap-up ended before the kill could land between its two writes")
+            pytest.skip("every wrap-up ended before the kill could land between its file write and its finish")
     finally:
         engine.dispose()
 
@@ -167,3 +165,6 @@ def test_a_wrap_up_killed_after_recording_its_files_leaves_no_stray_file(servers
     named_by_batch = {done.output_file_id, done.error_file_id} - {None}
     mine = {f.id for f in client.files.list(purpose="batch_output") if f.filename.startswith(f"batch_{batch.id}_")}
     assert mine == named_by_batch, f"files named for the batch: {mine}; the batch names {named_by_batch}"
+    on_disk = {p.name for p in files_dir.glob("*/file-*")}
+    listed = {f.id for f in client.files.list()}
+    assert on_disk == listed, f"blobs no file row names: {on_disk - listed}"

@@ -71,6 +71,7 @@ class BatchWorker:
         self._main: asyncio.Task[None] | None = None
         self._renewed = 0.0
         self._backoff_until = 0.0
+        self._line_done = asyncio.Event()
         self._keys: dict[str, tuple[float, FaceplateError | None]] = {}  # key id -> (read at, refusal)
 
     @property
@@ -105,7 +106,11 @@ class BatchWorker:
             except Exception:
                 log.exception("batch worker pass failed; retrying")
                 busy = False
-            await asyncio.sleep(BUSY_POLL_S if busy or self._lines else IDLE_POLL_S)
+            # A line that finishes wakes the loop at once: its slot is refilled without waiting for
+            # the next poll, so a fast model is not held to batch_concurrency lines per poll.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._line_done.wait(), BUSY_POLL_S if busy or self._lines else IDLE_POLL_S)
+            self._line_done.clear()
 
     async def step(self) -> bool:
         """One pass: stage work, new lines, lease renewal. True when there was work."""
@@ -144,9 +149,13 @@ class BatchWorker:
                     continue  # ours and still running (its lease ran out before a renewal): the claim renewed it
                 task = asyncio.get_running_loop().create_task(self._run_line(c), name=f"batch line {key}")
                 self._lines[key] = task
-                task.add_done_callback(lambda _t, key=key: self._lines.pop(key, None))
+                task.add_done_callback(lambda _t, key=key: self._line_finished(key))
             busy = busy or bool(claimed)
         return busy
+
+    def _line_finished(self, key: tuple[str, int]) -> None:
+        self._lines.pop(key, None)
+        self._line_done.set()
 
     async def _keep_stage(self, batch_id: str) -> None:
         """Renew the stage lease while a long validation or wrap-up runs (every third of the lease)."""

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from faceplate.api import admin, batches, chat, completions, conversations, embeddings, files, health, models, responses
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
+from faceplate.http.lifecycle import Lifecycle
 from faceplate.http.middleware import RequestIds
 from faceplate.http.sse import json_response
 from faceplate.service import files as file_service
@@ -109,4 +110,4 @@ def create_app(
         bind_host=settings.host,
         allowed_hosts=settings.allowed_hosts,
     )
-    return RequestIds(gate)
+    return RequestIds(Lifecycle(gate, services.drain, timeout_s=settings.request_timeout_s))

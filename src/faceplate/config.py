@@ -195,6 +195,12 @@ class Settings(BaseModel):
     max_batch_file_bytes: int = Field(
         200 * 1024 * 1024, ge=1, description="largest purpose=batch file accepted (200 MiB; never above max_file_bytes)"
     )
+    request_timeout_s: float | None = Field(
+        600.0, gt=0, description="a request still unanswered after this long is stopped with a 504 (null: no deadline)"
+    )
+    drain_grace_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, how long requests in flight get to finish before they are ended"
+    )
     batch_concurrency: int = Field(2, ge=1, le=1024, description="batch request lines this process runs at once")
     batch_window_s: float = Field(86400.0, gt=0, description="a batch expires this long after it is created (OpenAI: 24 h)")
     batch_lease_s: float = Field(

@@ -142,3 +142,20 @@ class ServiceUnavailable(FaceplateError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class ShuttingDown(ServiceUnavailable):
+    """503 while the server drains: another replica (or this one, restarted) will answer a retry."""
+
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "The server is shutting down. Please retry shortly.", retry_after_s: int = 1) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after_s)})
+
+
+class RequestTimeout(FaceplateError):
+    """504: the request ran past the server's deadline (``request_timeout_s``) and was stopped."""
+
+    status = 504
+    type = "server_error"
+    code = "request_timeout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from types import FrameType
 
 import uvicorn
 
@@ -57,6 +58,36 @@ async def close_services(services: Services) -> None:
         services.store.close()
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn with a drain first: the first SIGTERM (or SIGINT) runs ``Drain.run`` (readiness off, new
+    requests 503, ``drain_grace_s`` for what is in flight, then the rest ended with an error event),
+    and only then does uvicorn shut down; the process exits 0. A second signal stops at once."""
+
+    def __init__(self, config: uvicorn.Config, services: Services) -> None:
+        super().__init__(config)
+        self.services = services
+        self._drain_task: asyncio.Task[None] | None = None
+        self._signalled = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._signalled:
+            super().handle_exit(sig, frame)
+            return
+        self._signalled = True
+        loop = asyncio.get_event_loop()  # the server's, running in this (the main) thread
+        loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(), name="drain")
+
+    async def _drain(self) -> None:
+        svc = self.services
+        try:
+            await svc.drain.run(svc.settings.drain_grace_s, busy=svc.runs.busy, on_cut=svc.runs.close)
+        finally:
+            self.should_exit = True
+
+
 def run(settings: Settings) -> int:
     registry = asyncio.run(Registry.load(settings))
     services = build_services(settings, registry)
@@ -71,7 +102,7 @@ def run(settings: Settings) -> int:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, services)
     log.info("serving %s on http://%s:%d/v1", ", ".join(registry.ids()), settings.host, settings.port)
     server.run()
     return 0

@@ -29,6 +29,8 @@ def routes(svc: Services) -> list[Route]:
         return json_response({"status": "ok"})
 
     async def readiness(request: Request) -> Response:
+        if svc.drain.draining:
+            return json_response({"status": "draining"}, status=503)
         return json_response({"status": "ready" if ready() else "not_ready"}, status=200 if ready() else 503)
 
     return [

@@ -10,13 +10,18 @@ GET    /v1/responses/{id}/input_items     ``limit``, ``order`` (default desc), `
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from faceplate.errors import InvalidRequest
+from faceplate.errors import FaceplateError, InvalidRequest
 from faceplate.http.body import ClientDisconnected, unless_disconnected
 from faceplate.http.gate import principal_of
+from faceplate.http.lifecycle import stream_stop
 from faceplate.http.respond import parse_body
 from faceplate.http.sse import EventStreamResponse, json_response
 from faceplate.protocol.paging import page_params
@@ -58,7 +63,21 @@ def routes(svc: Services) -> list[Route]:
                 if not run.background:  # the client left: stop generating (a background run goes on)
                     await run.cancel()
 
-            return EventStreamResponse(run.follow(), close=close, keepalive_s=keepalive, headers=headers, done=False, named=True)
+            async def on_stop(error: FaceplateError, last: dict[str, Any] | None) -> AsyncIterator[dict[str, Any]]:
+                await run.stop(error)  # the deadline: the run ends failed, and its stream with it
+                return run.follow(-1 if last is None else last["sequence_number"])
+
+            stream = run.follow()
+            return EventStreamResponse(
+                stream,
+                close=close,
+                keepalive_s=keepalive,
+                headers=headers,
+                done=False,
+                named=True,
+                stop=stream_stop(),
+                on_stop=on_stop,
+            )
         if body.background:
             return json_response(run.state.snapshot(), headers=headers)
         try:
@@ -66,6 +85,9 @@ def routes(svc: Services) -> list[Route]:
         except ClientDisconnected:
             await run.cancel()
             return Response(status_code=499)
+        finally:
+            if not run.finished:  # the request was cancelled (its deadline, a drain's end): so is the run
+                await asyncio.shield(run.cancel())
 
     async def count(request: Request) -> Response:
         body, _ = await parse_body(request, InputTokensRequest, endpoint="responses.input_tokens", settings=svc.settings)

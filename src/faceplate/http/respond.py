@@ -11,6 +11,7 @@ from starlette.responses import Response
 from faceplate.config import Settings
 from faceplate.errors import InvalidRequest
 from faceplate.http.body import ClientDisconnected, read_body, unless_disconnected
+from faceplate.http.lifecycle import stream_stop
 from faceplate.http.sse import EventStreamResponse, json_response
 from faceplate.protocol.common import parse_request
 from faceplate.service.generation import Reply
@@ -38,7 +39,9 @@ async def parse_body(request: Request, model: type[M], *, endpoint: str, setting
 
 async def respond(request: Request, reply: Reply, *, stream: bool, keepalive_s: float) -> Response:
     if stream:
-        return EventStreamResponse(reply.chunks(), close=reply.aclose, keepalive_s=keepalive_s, headers=reply.headers)
+        return EventStreamResponse(
+            reply.chunks(), close=reply.aclose, keepalive_s=keepalive_s, headers=reply.headers, stop=stream_stop()
+        )
     try:
         obj = await unless_disconnected(request, reply.collect)
         return json_response(obj, headers=reply.headers)

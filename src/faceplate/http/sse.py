@@ -70,10 +70,63 @@ async def _with_keepalive(source: AsyncIterator[bytes], interval: float) -> Asyn
             await aclose()
 
 
-async def _framed(chunks: AsyncIterator[dict[str, Any]], done: bool, named: bool) -> AsyncIterator[bytes]:
-    try:
+class _Cut(Exception):
+    def __init__(self, error: FaceplateError) -> None:
+        self.error = error
+
+
+Chunk = dict[str, Any]
+Stop = Callable[[], Awaitable[FaceplateError]]
+# told the error and the last chunk sent, it ends the source and gives the events still to send
+OnStop = Callable[[FaceplateError, Chunk | None], Awaitable[AsyncIterator[Chunk]]]
+
+
+async def _until(chunks: AsyncIterator[Chunk], stop: Stop | None) -> AsyncIterator[Chunk]:
+    """``chunks`` until ``stop`` returns (raising ``_Cut`` with its error; the source is left
+    broken off, as a cancelled step leaves it); all of them without a ``stop``."""
+    if stop is None:
         async for chunk in chunks:
+            yield chunk
+        return
+    it = chunks.__aiter__()
+    stopped = asyncio.ensure_future(stop())
+    try:
+        while True:
+            step = asyncio.ensure_future(it.__anext__())
+            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                raise _Cut(stopped.result())
+            try:
+                yield step.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopped.cancel()
+
+
+async def _framed(
+    chunks: AsyncIterator[Chunk], done: bool, named: bool, stop: Stop | None = None, on_stop: OnStop | None = None
+) -> AsyncIterator[bytes]:
+    """Frame ``chunks`` as SSE. When ``stop`` returns (a drain's end or the request's deadline): with
+    ``on_stop`` (Responses), it ends the source and the events it gives (the terminal one) still go
+    out; without, the error goes as an event, then ``[DONE]`` (when ``done``)."""
+    last: Chunk | None = None
+    try:
+        async for chunk in _until(chunks, stop):
+            last = chunk
             yield sse_event(chunk, chunk.get("type") if named else None)
+    except _Cut as cut:
+        if on_stop is None:
+            yield sse_event(cut.error.body())
+            if done:
+                yield DONE
+            return
+        async for rest in _framed(await on_stop(cut.error, last), done, named):
+            yield rest
+        return
     except FaceplateError as exc:
         yield sse_event(exc.body())
         return
@@ -97,11 +150,15 @@ class EventStreamResponse(StreamingResponse):
         headers: dict[str, str] | None = None,
         done: bool = True,
         named: bool = False,
+        stop: Stop | None = None,
+        on_stop: OnStop | None = None,
     ) -> None:
         """``done``: end with ``data: [DONE]`` (chat, completions); ``named``: an ``event:`` line equal to
-        each event's ``type`` (Responses, which sends no [DONE])."""
+        each event's ``type`` (Responses, which sends no [DONE]); ``stop``/``on_stop``: see ``_framed``
+        (``http.lifecycle`` passes the request's cutoff)."""
         hdrs = {"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})}
-        super().__init__(_with_keepalive(_framed(chunks, done, named), keepalive_s), media_type="text/event-stream", headers=hdrs)
+        framed = _framed(chunks, done, named, stop, on_stop)
+        super().__init__(_with_keepalive(framed, keepalive_s), media_type="text/event-stream", headers=hdrs)
         self._close = close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

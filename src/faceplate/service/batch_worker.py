@@ -87,7 +87,9 @@ class BatchWorker:
             self._main = asyncio.get_running_loop().create_task(self._loop(), name="batch worker")
 
     async def stop(self) -> None:
-        """Cancel everything this worker runs; its leases simply run out and others take over."""
+        """Cancel everything this worker runs and give its lines back (pending), so another runner
+        (or this server, restarted) takes them at once; a stage lease simply runs out."""
+        held = list(self._lines)
         tasks = [t for t in (self._main, *self._lines.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -96,6 +98,12 @@ class BatchWorker:
                 await task
         self._main = None
         self._lines.clear()
+        store = self.services.store
+        if store is not None and held:
+            now = time.time()
+            for batch_id, line in held:
+                with contextlib.suppress(Exception):  # not given back: its lease runs out instead
+                    await asyncio.to_thread(store.batches.release, self.runner, batch_id, line, now)
 
     async def _loop(self) -> None:
         while True:
@@ -116,6 +124,9 @@ class BatchWorker:
         """One pass: stage work, new lines, lease renewal. True when there was work."""
         store = self.services.store
         assert store is not None
+        if self.services.drain.draining:  # no new work; what runs finishes or is given back at stop
+            await self._renew()
+            return False
         busy = False
         row = await asyncio.to_thread(store.batches.claim_stage, self.runner, time.time(), self._lease_s)
         if row is not None:

@@ -50,6 +50,7 @@ class ResponseRun:
     events: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     shutting_down: bool = False
+    stop_error: FaceplateError | None = None  # why ``stop`` ended it (a deadline): the failure it reports
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -109,10 +110,12 @@ class ResponseRun:
     def _end_early(self, exc: BaseException | None) -> None:
         if self.state.done:
             return
+        if exc is None and self.stop_error is not None:
+            exc = self.stop_error
         if exc is None and not self.shutting_down:
             self._emit(self.state.cancel(self._usage()))
             return
-        if isinstance(exc, FaceplateError) and exc.status < 500:
+        if isinstance(exc, FaceplateError) and (exc.status < 500 or exc is self.stop_error):
             message = exc.message
         else:
             message = SHUTDOWN if exc is None else SERVER_ERROR
@@ -145,6 +148,11 @@ class ResponseRun:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         return await self.wait()
+
+    async def stop(self, error: FaceplateError) -> dict[str, Any]:
+        """End it now as failed with ``error``'s message (a request's deadline); the final object."""
+        self.stop_error = error
+        return await self.cancel()
 
     def check_offset(self, after: int) -> None:
         """Refuse a resume point older than the first event still kept (never skip events silently)."""
@@ -185,6 +193,10 @@ class Runs:
         run.start()
         assert run.task is not None
         run.task.add_done_callback(lambda _t: self._runs.pop(run.id, None))
+
+    def busy(self) -> bool:
+        """Whether any run is still generating (a drain waits for them, background ones included)."""
+        return any(not r.finished for r in self._runs.values())
 
     def get(self, response_id: str, owner: str) -> ResponseRun | None:
         run = self._runs.get(response_id)

@@ -12,6 +12,7 @@ from faceplate.config import Settings
 from faceplate.engines.base import ChatEngine, EmbeddingEngine, Priority
 from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
+from faceplate.service.drain import Drain
 from faceplate.service.metering import Meter
 from faceplate.service.response_runs import Runs
 
@@ -32,6 +33,7 @@ class Services:
     runs: Runs = field(default_factory=Runs)  # Responses being generated in this process
     blobs: BlobStore | None = None  # uploaded files' bytes (their metadata is in the store); None: no Files API
     priority: Priority = "interactive"  # the engines' queue this caller's work goes in (Batch API lines: "batch")
+    drain: Drain = field(default_factory=Drain)  # the server's shutdown state (SIGTERM starts it)
 
     def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
         """The chat engine a name (model id or alias) stands for, if this principal may use it."""

@@ -17,7 +17,7 @@ from faceplate.api import admin, batches, chat, completions, conversations, embe
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
 from faceplate.http.lifecycle import Lifecycle
-from faceplate.http.middleware import RequestIds
+from faceplate.http.middleware import HeaderLimits, RequestIds
 from faceplate.http.sse import json_response
 from faceplate.service import files as file_service
 from faceplate.service.batch_worker import BatchWorker
@@ -110,4 +110,5 @@ def create_app(
         bind_host=settings.host,
         allowed_hosts=settings.allowed_hosts,
     )
-    return RequestIds(Lifecycle(gate, services.drain, timeout_s=settings.request_timeout_s))
+    limited = HeaderLimits(gate, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes)
+    return RequestIds(Lifecycle(limited, services.drain, timeout_s=settings.request_timeout_s))

@@ -198,6 +198,8 @@ class Settings(BaseModel):
     request_timeout_s: float | None = Field(
         600.0, gt=0, description="a request still unanswered after this long is stopped with a 504 (null: no deadline)"
     )
+    max_header_count: int = Field(100, ge=8, description="more request headers than this are a 431")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="more bytes of request headers than this are a 431")
     drain_grace_s: float = Field(
         30.0, ge=0, description="on SIGTERM, how long requests in flight get to finish before they are ended"
     )

@@ -159,3 +159,9 @@ class RequestTimeout(FaceplateError):
     status = 504
     type = "server_error"
     code = "request_timeout"
+
+
+class HeadersTooLarge(FaceplateError):
+    status = 431
+    type = "invalid_request_error"
+    code = "request_header_fields_too_large"

@@ -141,3 +141,22 @@ def test_drain_state_alone() -> None:
     drain.begin()
     drain.begin()
     assert drain.draining
+
+
+async def test_readiness_needs_the_store_and_redis_to_answer(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, api = client()
+    assert svc.store is not None
+
+    def down() -> None:
+        raise OSError("connection refused")
+
+    class DeadRedis:
+        async def ping(self) -> bool:
+            return False
+
+    assert (await api.get("/health/ready")).json() == {"status": "ready"}
+    monkeypatch.setattr(svc.store, "ping", down)
+    svc.limiter = DeadRedis()  # type: ignore[assignment]
+    r = await api.get("/health/ready")
+    assert r.status_code == 503 and r.json() == {"status": "not_ready", "problems": ["store unreachable", "redis unreachable"]}
+    assert (await api.get("/health/live")).status_code == 200

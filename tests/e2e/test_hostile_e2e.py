@@ -247,3 +247,19 @@ def test_a_small_tpm_key_is_not_refused_for_the_context_it_did_not_ask_for(open_
     assert r.status_code == 200, r.text
     r = httpx.post(f"{open_server.base_url}/chat/completions", json=chat(max_tokens=2000), headers=key, timeout=60)
     assert r.status_code == 429 and r.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("headers", "what"),
+    [
+        ({f"x-h{i}": "v" for i in range(10_000)}, "1000"),  # plus the client's own few
+        ({"x-big": "a" * 1_000_000}, "bytes of headers"),
+    ],
+)
+def test_too_many_or_too_large_headers_are_a_431(server: ServerProcess, headers: dict[str, str], what: str) -> None:
+    r = post(server, "/chat/completions", chat(max_tokens=1), headers=headers, timeout=30)
+    assert r.status_code == 431, r.text[:300]
+    body = strict_json(r.text)
+    assert body["error"]["code"] == "request_header_fields_too_large" and what in body["error"]["message"]
+    assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] is None
+    assert_healthy(server)

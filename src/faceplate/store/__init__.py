@@ -8,7 +8,7 @@ migrations, and hands out the per-table stores. Files' bytes live beside it, in 
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from faceplate.store.batches import BatchRow, BatchStore, ClaimedRequest
 from faceplate.store.conversations import Conversation, ConversationStore, DuplicateItem
@@ -40,6 +40,11 @@ class Store:
     @property
     def backend(self) -> str:
         return self.engine.dialect.name
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (readiness)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -11,9 +12,22 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
+from starlette.routing import Match
+from starlette.types import ASGIApp, Scope
 
-from faceplate.api import admin, batches, chat, completions, conversations, embeddings, files, health, models, responses
+from faceplate.api import (
+    admin,
+    batches,
+    chat,
+    completions,
+    conversations,
+    embeddings,
+    files,
+    health,
+    metrics,
+    models,
+    responses,
+)
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.gate import AuthGate
 from faceplate.http.lifecycle import Lifecycle
@@ -64,6 +78,7 @@ def create_app(
     """Build the app around already-built services. The registry is started and closed with the app."""
     groups: list[Extension] = [
         health.routes,
+        metrics.routes,
         models.routes,
         chat.routes,
         completions.routes,
@@ -109,6 +124,17 @@ def create_app(
         admin_enabled=services.store is not None,
         bind_host=settings.host,
         allowed_hosts=settings.allowed_hosts,
+        public_metrics=settings.metrics_public,
     )
     limited = HeaderLimits(gate, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes)
-    return RequestIds(Lifecycle(limited, services.drain, timeout_s=settings.request_timeout_s))
+    lifecycle = Lifecycle(limited, services.drain, timeout_s=settings.request_timeout_s)
+    return RequestIds(lifecycle, metrics=services.metrics, route_of=functools.partial(_route_of, routes))
+
+
+def _route_of(routes: list[Any], scope: Scope) -> str:
+    """The template of the route a request matched (``/v1/files/{file_id}``), or ``other``."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(route.path)
+    return "other"

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from faceplate import __version__, cli_keys
+from faceplate import __version__, cli_keys, logs
 from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, parse_aliases, scrub, url_secrets
 
 log = logging.getLogger("faceplate")
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--n-parallel", type=int, help="sequences decoded together per chat model (default 8)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait per model before a 503 (default 4 x n-parallel)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="text lines or one JSON object a line (default text)")
     cli_keys.add_parsers(sub, _add_common)
     return parser
 
@@ -127,11 +128,12 @@ def _serve(args: argparse.Namespace) -> int:
         "n_parallel": args.n_parallel,
         "max_queue": args.max_queue,
         "log_level": args.log_level,
+        "log_format": args.log_format,
         "database_url": args.database_url,
         "data_dir": args.data_dir,
     }
     settings = load_settings(args.config, overrides=overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     if not settings.effective_models():
         print("faceplate: no models configured and the bundled models are not installed", file=sys.stderr)
         return 2

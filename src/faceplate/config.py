@@ -150,6 +150,8 @@ class Settings(BaseModel):
     max_queue: int | None = Field(None, ge=0, description="default queue bound per model (default: 4 x n_parallel)")
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body accepted")
     log_level: str = Field("info", description="debug, info, warning or error")
+    log_format: Literal["text", "json"] = Field("text", description="text lines, or one JSON object a line")
+    metrics_public: bool = Field(False, description="serve GET /metrics without an API key")
     data_dir: str = Field(
         default_factory=lambda: str(Path.home() / ".local" / "share" / "faceplate"), description="where the SQLite store lives"
     )

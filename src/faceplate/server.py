@@ -100,6 +100,8 @@ def run(settings: Settings) -> int:
         http="httptools",
         loop="uvloop",
         lifespan="on",
+        log_config=None,  # faceplate.logs configured the handlers (text or JSON)
+        access_log=False,  # one faceplate.access line per request, with more in it
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, services)

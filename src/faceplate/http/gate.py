@@ -60,9 +60,11 @@ class AuthGate:
         admin_enabled: bool,
         bind_host: str,
         allowed_hosts: list[str],
+        public_metrics: bool = False,
     ) -> None:
         self.app = app
         self.auth = auth
+        self._public = PUBLIC | {"/metrics"} if public_metrics else PUBLIC
         self._admin_hash = hash_key(admin_key) if admin_key and admin_enabled else None
         self._hosts = {h.lower() for h in allowed_hosts} | {bind_host.lower()}
 
@@ -86,7 +88,7 @@ class AuthGate:
             raise InvalidApiKey("The admin API needs the admin key (Authorization: Bearer ADMIN_KEY).")
 
     async def _principal(self, request: Request, path: str) -> Principal | None:
-        if path in PUBLIC:
+        if path in self._public:
             if "authorization" not in request.headers and self.auth.enabled:
                 return None
             try:  # a public route shows more to a caller with a valid key

@@ -1,20 +1,34 @@
 """Every response carries x-request-id (the client's, if it sent one) and openai-processing-ms; a
-request with too many or too large headers is a 431 before anything else reads them."""
+request with too many or too large headers is a 431 before anything else reads them; every
+request is counted in the metrics by its route template and gets one access-log line."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faceplate.errors import HeadersTooLarge
 from faceplate.http.lifecycle import send_error
+from faceplate.service import request_log
+from faceplate.service.metrics import Metrics
+
+access = logging.getLogger("faceplate.access")
 
 
 class RequestIds:
-    def __init__(self, app: ASGIApp) -> None:
+    """Request ids and processing time on every response; the request's metrics and access-log line.
+
+    ``route_of`` names the route template a request matched (``/v1/files/{file_id}``; ``other`` for
+    none), so neither metrics nor logs ever carry raw paths or ids as labels."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics | None = None, route_of: Callable[[Scope], str] | None = None) -> None:
         self.app = app
+        self.metrics = metrics
+        self.route_of = route_of or (lambda scope: "other")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -23,9 +37,12 @@ class RequestIds:
         started = time.perf_counter()
         incoming = dict(scope["headers"]).get(b"x-request-id", b"")
         rid = incoming.decode("latin-1")[:200] if incoming else f"req_{uuid.uuid4().hex}"
+        status = 500
 
         async def send_with_ids(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 elapsed = int((time.perf_counter() - started) * 1000)
                 headers = list(message.get("headers", []))
                 headers += [
@@ -36,7 +53,33 @@ class RequestIds:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_ids)
+        record, token = request_log.open_record()
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            request_log.close_record(token)
+            self._done(scope, rid, status, time.perf_counter() - started, record)
+
+    def _done(self, scope: Scope, rid: str, status: int, elapsed: float, record: dict[str, object]) -> None:
+        route = self.route_of(scope)
+        if route == "/metrics":
+            return  # scrapes would drown out the traffic they measure
+        method = scope["method"]
+        if self.metrics is not None:
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_latency.labels(method, route).observe(elapsed)
+        principal = scope.get("state", {}).get("principal")
+        key = None if principal is None else principal.owner
+        fields = {
+            "request_id": rid,
+            "method": method,
+            "route": route,
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 1),
+            "key": key,
+            **record,
+        }
+        access.info("%s %s %s %d %.1fms", rid, method, route, status, elapsed * 1000, extra={"fields": fields})
 
 
 class HeaderLimits:

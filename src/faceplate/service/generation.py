@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from faceplate.engines.base import ChatEngine, GenerationEvent, Prepared, Priority
+from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, Prepared, Priority, TextDelta
+from faceplate.service import request_log
 from faceplate.service.metering import Meter, status_of
 from faceplate.translate.common import Choices, Translator
 
@@ -98,6 +100,7 @@ class Reply:
         self.choices = Choices.of(n * len(streams))
         self.prompt_tokens = prompt_tokens
         self.include_usage = include_usage
+        self._last_token: dict[int, float] = {}  # choice -> when its last token came
 
     @property
     def headers(self) -> dict[str, str]:
@@ -109,12 +112,31 @@ class Reply:
         try:
             async for ev in self._events:
                 self.choices.add(ev)
+                self._observe(ev)
                 yield ev
         except BaseException as exc:
             error = exc
             raise
         finally:
             await self._finish(error)
+
+    def _observe(self, ev: GenerationEvent) -> None:
+        """Time to first token (of the whole reply) and the gaps between tokens (of each choice)."""
+        if isinstance(ev, Finished) or (isinstance(ev, TextDelta) and not ev.text and not ev.tokens):
+            return
+        now = time.monotonic()
+        metrics, model = self.meter.metrics, self.meter.model
+        last = self._last_token.get(ev.index)
+        if not self._last_token:
+            ttft = now - self.meter.started
+            request_log.note(ttft_ms=round(ttft * 1000, 1))
+            if metrics is not None:
+                metrics.ttft.labels(model).observe(ttft)
+        elif last is not None and metrics is not None:
+            tokens = max(1, getattr(ev, "tokens", 1))
+            for _ in range(min(tokens, 64)):
+                metrics.itl.labels(model).observe((now - last) / tokens)
+        self._last_token[ev.index] = now
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The wire stream: opening chunks, one or more per event, the usage chunk when asked."""

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field, replace
 from faceplate.access.auth import Principal
 from faceplate.access.limits import BucketLease, Lease, Limiter, check_size
 from faceplate.access.usage import UsageRecord, UsageSink
-from faceplate.errors import FaceplateError
+from faceplate.errors import FaceplateError, RateLimited
+from faceplate.service import request_log
+from faceplate.service.metrics import Metrics
 
 CLIENT_GONE = 499  # nginx's "client closed request": the caller left before the answer
 
@@ -48,6 +50,7 @@ class Meter:
     lease: Lease = field(default_factory=Lease)
     started: float = field(default_factory=time.monotonic)
     done: bool = False
+    metrics: Metrics | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -69,6 +72,8 @@ class Meter:
             self._check_size(prompt_estimate, completion, explicit)
             self.lease = await self.limiter.admit(self.principal, total)
         except FaceplateError as exc:  # 429 (or 503: limiter down) is recorded too, with no tokens
+            if isinstance(exc, RateLimited) and self.metrics is not None:
+                self.metrics.rate_limited.labels(exc.type).inc()
             await self.finish(exc.status, 0, 0)
             raise
 
@@ -89,6 +94,15 @@ class Meter:
         if self.done:
             return
         self.done = True
+        elapsed = time.monotonic() - self.started
+        request_log.note(model=self.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        if self.metrics is not None:
+            m = self.metrics
+            m.requests.labels(self.endpoint, self.model, str(status)).inc()
+            m.prompt_tokens.labels(self.model).inc(prompt_tokens)
+            m.generation_tokens.labels(self.model).inc(completion_tokens)
+            if status < 400:
+                m.e2e.labels(self.model).observe(elapsed)
         try:
             await self.lease.settle(prompt_tokens + completion_tokens)
         finally:
@@ -100,7 +114,7 @@ class Meter:
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
                     status=status,
-                    latency_ms=(time.monotonic() - self.started) * 1000,
+                    latency_ms=elapsed * 1000,
                     created=time.time(),
                 )
             )

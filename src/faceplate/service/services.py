@@ -14,6 +14,7 @@ from faceplate.engines.registry import Registry
 from faceplate.service.cpu import CpuPool
 from faceplate.service.drain import Drain
 from faceplate.service.metering import Meter
+from faceplate.service.metrics import Metrics
 from faceplate.service.response_runs import Runs
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ class Services:
     blobs: BlobStore | None = None  # uploaded files' bytes (their metadata is in the store); None: no Files API
     priority: Priority = "interactive"  # the engines' queue this caller's work goes in (Batch API lines: "batch")
     drain: Drain = field(default_factory=Drain)  # the server's shutdown state (SIGTERM starts it)
+    metrics: Metrics = field(default=None)  # type: ignore[assignment]  # made in __post_init__ (needs the registry)
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = Metrics(self.registry.stats)
 
     def chat_engine(self, principal: Principal, model: str) -> ChatEngine:
         """The chat engine a name (model id or alias) stands for, if this principal may use it."""
@@ -45,4 +51,6 @@ class Services:
         return self.registry.embedding(model)
 
     def meter(self, principal: Principal, endpoint: str, model: str) -> Meter:
-        return Meter(self.limiter, self.usage, principal, endpoint, model, window_s=self.settings.rate_limit_window_s)
+        return Meter(
+            self.limiter, self.usage, principal, endpoint, model, window_s=self.settings.rate_limit_window_s, metrics=self.metrics
+        )

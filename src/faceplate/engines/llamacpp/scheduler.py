@@ -25,6 +25,7 @@ import asyncio
 import logging
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
@@ -195,6 +196,7 @@ class Scheduler:
             self._admit(outbox)
             if self.batch.fill(self.slots):
                 self._set_threads(self.batch.threads_for_lone_tokens(self._threads[0]))
+                began = time.perf_counter()
                 rc = L.llama_decode(self.ctx, self.batch.batch)
                 self.counters.steps += 1
                 if rc != 0:  # the whole batch: no sequence in it can be trusted to hold its state
@@ -202,6 +204,7 @@ class Scheduler:
                     self._fail_running(EngineFailure("The model failed while generating this response."))
                     return
                 self._sample(outbox)
+                self.counters.step_seconds += time.perf_counter() - began
         finally:
             for job, events in outbox.items():
                 if events and not job.failed:

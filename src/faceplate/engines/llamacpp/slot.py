@@ -51,6 +51,7 @@ class Counters:
     prompt_tokens_reused: int = 0
     generated_tokens: int = 0
     steps: int = 0
+    step_seconds: float = 0.0  # in llama_decode and sampling
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -39,17 +39,14 @@ from faceplate.engines.llamacpp.grammar import SequenceGrammar
 from faceplate.engines.llamacpp.job import Job, JobStream
 from faceplate.engines.llamacpp.logprobs import token_logprob
 from faceplate.engines.llamacpp.model import LlamaModel
+from faceplate.engines.llamacpp.prefix import take_prefix
 from faceplate.engines.llamacpp.request import TokenRequest
 from faceplate.engines.llamacpp.sampling import SamplerChain
-from faceplate.engines.llamacpp.slot import Counters, Slot, common_prefix
+from faceplate.engines.llamacpp.slot import Counters, Slot
 from faceplate.engines.textstream import TextStream
 from faceplate.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, Overloaded, ServiceUnavailable
 
 log = logging.getLogger("faceplate.scheduler")
-
-# Copying another sequence's KV stream costs a memcpy of the whole stream; only worth it
-# when it saves a real amount of prefill.
-MIN_SHARED_PREFIX_TO_COPY = 32
 
 Outbox = dict[Job, list[GenerationEvent]]
 
@@ -298,27 +295,7 @@ class Scheduler:
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = list(job.request.tokens)
-
-        # Reuse a free sequence's cache only for a real shared prefix: a chat template's few
-        # header tokens must not pull every request into one slot and evict a long cached
-        # prefix (a shared system prompt). Otherwise take an empty slot, then the least recent.
-        def fit(slot: Slot) -> tuple[int, bool, float]:
-            shared = common_prefix(slot.cache, prompt)
-            return (shared if shared >= MIN_SHARED_PREFIX_TO_COPY else 0, not slot.cache, -slot.last_used)
-
-        leader = max(free, key=fit)
-        reused = common_prefix(leader.cache, prompt)
-        donor = max(self.slots, key=lambda s: common_prefix(s.cache, prompt))
-        shared = common_prefix(donor.cache, prompt)
-        if donor is not leader and shared >= reused + MIN_SHARED_PREFIX_TO_COPY:
-            # Another sequence already holds a longer prefix (same system prompt, say): copy its stream.
-            L.llama_memory_seq_rm(self.mem, leader.seq, -1, -1)
-            L.llama_memory_seq_cp(self.mem, donor.seq, leader.seq, -1, -1)
-            leader.cache = donor.cache[:]
-            reused = shared
-        reused = min(reused, len(prompt) - 1)  # the last prompt token is always decoded, for its logits
-        L.llama_memory_seq_rm(self.mem, leader.seq, reused, -1)
-        del leader.cache[reused:]
+        leader, reused = take_prefix(self.mem, self.slots, free, prompt)
         self.counters.prompt_tokens += len(prompt)
         self.counters.prompt_tokens_reused += reused
         job.cached_tokens = reused

@@ -185,6 +185,7 @@ class Request:
     completion_tokens: int
     finish_reason: str
     itl_s: float | None  # mean gap between content chunks after the first (the decode step time it saw)
+    max_gap_s: float | None  # the longest gap between two content chunks
     part: str = ""  # alone: "before" or "after" the batch
     overlapped: bool = True  # ended while batch lines were still running (always true for "alone")
 
@@ -198,6 +199,8 @@ class Poll:
     total: int
     batch_sequences: int
     running_sequences: int
+    busy_cpu_s: float = 0.0  # the machine's busy CPU-seconds so far (all processes)
+    ours_cpu_s: float = 0.0  # the server's and this script's CPU-seconds so far
 
 
 @dataclass
@@ -219,11 +222,12 @@ class Phase:
     server_completed_at: int | None = None
     output_lines: int = 0
     output_tokens_mean: float = 0.0
+    output_prompt_tokens_mean: float = 0.0
     output_sample: list[str] = field(default_factory=list)
 
 
-def stream_one(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, int, int, str, float | None]:
-    """One streamed chat completion: (TTFT s, content chunks, completion tokens, finish reason, mean ITL s)."""
+def stream_one(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, int, int, str, float | None, float | None]:
+    """One streamed chat completion: (TTFT s, content chunks, completion tokens, finish reason, mean ITL s, max gap s)."""
     t0 = time.perf_counter()
     first: float | None = None
     chunks = tokens = 0
@@ -237,6 +241,7 @@ def stream_one(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, int
         stream_options={"include_usage": True},
     )
     last = t0
+    gap: float | None = None
     with stream:
         for chunk in stream:
             if chunk.usage is not None:
@@ -244,14 +249,17 @@ def stream_one(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, int
             for choice in chunk.choices:
                 if choice.delta.content:
                     chunks += 1
-                    last = time.perf_counter()
+                    now = time.perf_counter()
                     if first is None:
-                        first = last
+                        first = now
+                    else:
+                        gap = max(gap or 0.0, now - last)
+                    last = now
                 if choice.finish_reason:
                     reason = choice.finish_reason
     end = time.perf_counter()
     itl = (last - first) / (chunks - 1) if first is not None and chunks > 1 else None
-    return ((first if first is not None else end) - t0), chunks, tokens, reason, itl
+    return ((first if first is not None else end) - t0), chunks, tokens, reason, itl, gap
 
 
 class Bench:
@@ -280,11 +288,11 @@ class Bench:
                     if stop.is_set():
                         return
                     start = time.perf_counter() - t0
-                    ttft, chunks, tokens, reason, itl = stream_one(client, interactive_prompt(tag, c, i), a.max_tokens)
+                    ttft, chunks, tokens, reason, itl, gap = stream_one(client, interactive_prompt(tag, c, i), a.max_tokens)
                     end = time.perf_counter() - t0
                     with lock:
                         phase.requests.append(
-                            Request(self.config, phase.phase, c, i, start, ttft, end, chunks, tokens, reason, itl, part)
+                            Request(self.config, phase.phase, c, i, start, ttft, end, chunks, tokens, reason, itl, gap, part)
                         )
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 errors.append(exc)
@@ -399,6 +407,7 @@ class Bench:
             usage = [x["response"]["body"].get("usage") or {} for x in out]
             phase.output_lines = len(out)
             phase.output_tokens_mean = sum(u.get("completion_tokens", 0) for u in usage) / max(1, len(usage))
+            phase.output_prompt_tokens_mean = sum(u.get("prompt_tokens", 0) for u in usage) / max(1, len(usage))
             phase.output_sample = [x["response"]["body"]["choices"][0]["message"]["content"] for x in out[:3]]
         return phase
 
@@ -430,7 +439,17 @@ class Bench:
                 rc = batch.request_counts
                 ok, failed, total = (rc.completed, rc.failed, rc.total) if rc else (0, 0, 0)
                 phase.polls.append(
-                    Poll(t, batch.status, ok, failed, total, engine["batch_sequences"], engine["running_sequences"])
+                    Poll(
+                        t,
+                        batch.status,
+                        ok,
+                        failed,
+                        total,
+                        engine["batch_sequences"],
+                        engine["running_sequences"],
+                        cpu_busy_seconds(),
+                        self.cpu(),
+                    )
                 )
                 if batch.status != "validating" and phase.in_progress_t is None:
                     phase.in_progress_t = t
@@ -472,6 +491,18 @@ def completed_at(polls: list[Poll], t: float) -> float:
     return float(a) if q.t == p.t else a + (b - a) * (t - p.t) / (q.t - p.t)
 
 
+def other_cpu(polls: list[Poll], windows: list[tuple[float, float]]) -> float | None:
+    """Cores other processes used on average over the windows, from the polls nearest inside each."""
+    busy = ours = secs = 0.0
+    for w0, w1 in windows:
+        inside = [p for p in polls if w0 <= p.t <= w1 and p.busy_cpu_s > 0]
+        if len(inside) < 2:
+            continue
+        a, b = inside[0], inside[-1]
+        busy, ours, secs = busy + b.busy_cpu_s - a.busy_cpu_s, ours + b.ours_cpu_s - a.ours_cpu_s, secs + b.t - a.t
+    return max(0.0, (busy - ours) / secs) if secs > 0 else None
+
+
 def summarize(phase: Phase) -> dict[str, Any]:
     reqs = [r for r in phase.requests if r.overlapped]
     ttft = [r.ttft_s for r in reqs]
@@ -481,10 +512,12 @@ def summarize(phase: Phase) -> dict[str, Any]:
         "requests": len(reqs),
         "after_batch": len(phase.requests) - len(reqs),
         "ttft_p50": percentile(ttft, 50),
+        "ttft_p90": percentile(ttft, 90),
         "ttft_p99": percentile(ttft, 99),
         "ttft_max": max(ttft) if ttft else None,
         "tokens_mean": (sum(r.completion_tokens for r in reqs) / len(reqs)) if reqs else None,
         "itl_p50": percentile([r.itl_s for r in reqs if r.itl_s is not None], 50),
+        "max_gap_p50": percentile([r.max_gap_s for r in reqs if r.max_gap_s is not None], 50),
         "p50_before": percentile([r.ttft_s for r in reqs if r.part == "before"], 50),
         "p50_after": percentile([r.ttft_s for r in reqs if r.part == "after"], 50),
         "other_cpu": phase.other_cpu,
@@ -516,11 +549,18 @@ def summarize(phase: Phase) -> dict[str, Any]:
         row["alone_s"] = secs_alone
         inside = [p for p in polls if w0 <= p.t <= w1]
         row["batch_slots_with"] = max((p.batch_sequences for p in inside), default=-1)
+        window = other_cpu(polls, [(w0, w1)])  # while the clients ran, not over the whole phase
+        row["other_cpu"] = phase.other_cpu if window is None else window
+        row["other_cpu_alone"] = other_cpu(polls, [lead, tail])
     return row
 
 
 def fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}s"
+
+
+def fmt_c(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def fmt_x(v: float | None, base: float | None) -> str:
@@ -534,58 +574,38 @@ def settings_of(config: str, n_parallel: int) -> str:
 
 def table(rows: list[dict[str, Any]], n_parallel: int) -> str:
     head = (
-        "| config (batch_concurrency, batch_slots) | phase | requests | TTFT p50 | TTFT p99 | p50 vs alone | p99 vs alone "
-        "| ITL p50 | batch lines/s | batch slots held (max) | other CPU |"
+        "| config (batch_concurrency, batch_slots) | phase | requests | TTFT p50 | TTFT p90 | TTFT p99 | p50 vs alone "
+        "| p99 vs alone | ITL p50 | batch lines/s | batch slots held (max) | other CPU |"
     )
-    lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [head, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     alone = {r["config"]: r for r in rows if r["phase"] == "alone"}
     for r in rows:
         base = alone.get(r["config"])
         name = f"{r['config']} ({settings_of(r['config'], n_parallel)})"
         itl = "-" if r["itl_p50"] is None else f"{r['itl_p50'] * 1000:.0f}ms"
+        ttft = [fmt_s(r["ttft_p50"]), fmt_s(r.get("ttft_p90")), fmt_s(r["ttft_p99"])]
         if r["phase"] == "alone":
-            cells = [
-                name,
-                "clients alone",
-                str(r["requests"]),
-                fmt_s(r["ttft_p50"]),
-                fmt_s(r["ttft_p99"]),
-                "1.00x",
-                "1.00x",
-                itl,
-                "-",
-                "-",
-            ]
-            lines.append("| " + " | ".join([*cells, f"{r['other_cpu']:.2f}"]) + " |")
+            cells = [name, "clients alone", str(r["requests"]), *ttft, "1.00x", "1.00x", itl, "-", "-", fmt_c(r["other_cpu"])]
+            lines.append("| " + " | ".join(cells) + " |")
             continue
         n = str(r["requests"]) + (f" (+{r['after_batch']} after)" if r["after_batch"] else "")
+        ratios = [fmt_x(r["ttft_p50"], base and base["ttft_p50"]), fmt_x(r["ttft_p99"], base and base["ttft_p99"])]
+        rate = f"{r['rate_with']:.2f}" if r.get("rate_with") is not None else "-"
         cells = [
             name,
             "clients + batch",
             n,
-            fmt_s(r["ttft_p50"]),
-            fmt_s(r["ttft_p99"]),
-            fmt_x(r["ttft_p50"], base and base["ttft_p50"]),
-            fmt_x(r["ttft_p99"], base and base["ttft_p99"]),
+            *ttft,
+            *ratios,
             itl,
-            f"{r['rate_with']:.2f}" if r.get("rate_with") is not None else "-",
-            str(r.get("batch_slots_with", "-")),
-        ]
-        lines.append("| " + " | ".join([*cells, f"{r['other_cpu']:.2f}"]) + " |")
-        rate = f"{r['rate_alone']:.2f}" if r.get("rate_alone") is not None else "-"
-        cells = [
-            name,
-            "batch alone (before + after the clients)",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
             rate,
-            str(r.get("batch_slots_max", "-")),
-            "",
+            str(r.get("batch_slots_with", "-")),
+            fmt_c(r["other_cpu"]),
         ]
+        lines.append("| " + " | ".join(cells) + " |")
+        rate = f"{r['rate_alone']:.2f}" if r.get("rate_alone") is not None else "-"
+        slots = str(r.get("batch_slots_max", "-"))
+        cells = [name, "batch alone (before + after the clients)", *["-"] * 7, rate, slots, fmt_c(r.get("other_cpu_alone"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -596,7 +616,8 @@ def notes(rows: list[dict[str, Any]], phases: list[Phase]) -> str:
         if r["phase"] == "alone":
             out.append(
                 f"- {r['config']}, clients alone: TTFT p50 {fmt_s(r['p50_before'])} before the batch, "
-                f"{fmt_s(r['p50_after'])} after it; mean completion tokens {r['tokens_mean'] or 0:.1f}."
+                f"{fmt_s(r['p50_after'])} after it; mean completion tokens {r['tokens_mean'] or 0:.1f}; "
+                f"longest gap between two chunks of a request, median {fmt_s(r.get('max_gap_p50'))}."
             )
             continue
         if "lines" not in r:
@@ -611,9 +632,11 @@ def notes(rows: list[dict[str, Any]], phases: list[Phase]) -> str:
             f"- {r['config']}, batch: {r['lines']} lines {r['final_status']} ({r['failed_lines']} failed) "
             f"{r['batch_s']:.0f} s after in_progress was seen ({server_s}): {r['batch_rate']:.2f} lines/s overall; "
             f"the clients overlapped it for {r.get('window_s', 0):.0f} s and it ran alone for {r.get('alone_s', 0):.0f} s; "
-            f"{ph.output_lines} output lines, {ph.output_tokens_mean:.1f} completion tokens per line on average "
+            f"{ph.output_lines} output lines, {ph.output_prompt_tokens_mean:.1f} prompt and {ph.output_tokens_mean:.1f} "
+            f"completion tokens per line on average "
             f"(first answers: {', '.join(repr(x) for x in ph.output_sample)}); the clients' requests had "
-            f"{r['tokens_mean'] or 0:.1f} completion tokens on average; most sequences running at once {r['running_max']}."
+            f"{r['tokens_mean'] or 0:.1f} completion tokens on average and their longest gap between two chunks "
+            f"had a median of {fmt_s(r.get('max_gap_p50'))}; most sequences running at once {r['running_max']}."
         )
     return "\n".join(out)
 
@@ -675,7 +698,7 @@ def chart(phases: list[Phase], rows: list[dict[str, Any]], title: str, path: Pat
         ax.set_title(f"{config}: timeline", fontsize=9)
         handles = ax.get_legend_handles_labels()
         more = twin.get_legend_handles_labels()
-        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="upper left")
+        ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -711,33 +734,8 @@ def start_server(args: argparse.Namespace, config: str, data_dir: Path) -> Serve
     return launch(cmd, port, OUT_DIR / f"batch_interactive-{config}.log", env=env, cwd=ROOT)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lines", type=int, default=500, help="request lines in the measured batch")
-    ap.add_argument(
-        "--requests", type=int, default=20, help="requests per client with the batch, and alone (half before, half after)"
-    )
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--lead", type=int, default=20, help="batch lines done before the clients start")
-    ap.add_argument("--max-tokens", type=int, default=32, help="max_tokens of the interactive requests")
-    ap.add_argument("--batch-max-tokens", type=int, default=16, help="max_tokens of each batch line")
-    ap.add_argument("--configs", default="default,nocap", help="comma-separated: default, nocap, wide")
-    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: see the docstring)")
-    ap.add_argument("--n-parallel", type=int, default=8)
-    ap.add_argument("--poll", type=float, default=0.5, help="s between polls of the batch and /health")
-    ap.add_argument("--batch-timeout", type=float, default=1200, help="give up on a batch after this many s")
-    ap.add_argument(
-        "--wait-quiet", type=float, default=20, help="before each phase, wait up to this many s for other load to stop"
-    )
-    ap.add_argument("--save", action="store_true", help="draw bench/batch_interactive.png")
-    ap.add_argument("--quick", action="store_true", help="smoke run: --lines 40 --requests 6 --lead 4 --configs default")
-    if ap.parse_known_args()[0].quick:
-        ap.set_defaults(lines=40, requests=6, lead=4, configs="default")
-    args = ap.parse_args()
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    for c in configs:
-        config_settings(c, args.n_parallel)  # KeyError on an unknown name
-
+def measure(args: argparse.Namespace, configs: list[str]) -> dict[str, Any]:
+    """Run every configuration; the raw results, as saved in bench/out/batch_interactive.json."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on kill, too
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     facts = machine()
@@ -791,6 +789,30 @@ def main() -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
     wall = time.monotonic() - started
 
+    return {
+        "machine": facts,
+        "args": vars(args),
+        "wall_s": wall,
+        "load_avg_start": load0[0],
+        "phases": [asdict(p) for p in phases],
+    }
+
+
+def load_phases(raw: dict[str, Any]) -> list[Phase]:
+    phases = []
+    for d in raw["phases"]:
+        requests = [Request(**{"max_gap_s": None, **r}) for r in d["requests"]]
+        polls = [Poll(**q) for q in d["polls"]]
+        phases.append(Phase(**{**d, "requests": requests, "polls": polls}))
+    return phases
+
+
+def render(raw: dict[str, Any], save: bool) -> None:
+    """The tables (stdout, bench/out/batch_interactive.md) and, with ``save``, the chart, from raw results."""
+    facts, args, wall = raw["machine"], argparse.Namespace(**raw["args"]), raw["wall_s"]
+    phases = load_phases(raw)
+    configs = list(dict.fromkeys(p.config for p in phases))
+    load0 = raw.get("load_avg_start")
     rows = [summarize(p) for p in phases]
     title = (
         f"{facts['date']}, {facts['cpu']}, {facts['cores']} cores; SmolLM2-135M Q4_1, --threads {args.threads}, "
@@ -802,7 +824,7 @@ def main() -> None:
         f"Python {facts['python']}; `bench/batch_interactive.py` (--lines {args.lines} --requests {args.requests} "
         f"--clients {args.clients} --max-tokens {args.max_tokens} --batch-max-tokens {args.batch_max_tokens} "
         f"--threads {args.threads} --n-parallel {args.n_parallel} --configs {','.join(configs)}), total "
-        f"{wall / 60:.1f} min; load average at the start {load0[0]:.2f}.",
+        f"{wall / 60:.1f} min; load average at the start {'?' if load0 is None else f'{load0:.2f}'}.",
         "",
         table(rows, args.n_parallel),
         "",
@@ -811,11 +833,46 @@ def main() -> None:
     report = "\n".join(text)
     print("\n" + report)
     (OUT_DIR / "batch_interactive.md").write_text(report + "\n")
-    raw = {"machine": facts, "args": vars(args), "wall_s": wall, "rows": rows, "phases": [asdict(p) for p in phases]}
-    (OUT_DIR / "batch_interactive.json").write_text(json.dumps(raw, indent=1, default=str))
-    if args.save:
+    if save:
         chart(phases, rows, title, BENCH / "batch_interactive.png")
         print(f"\nchart: {BENCH / 'batch_interactive.png'}", file=sys.stderr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=500, help="request lines in the measured batch")
+    ap.add_argument(
+        "--requests", type=int, default=20, help="requests per client with the batch, and alone (half before, half after)"
+    )
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--lead", type=int, default=20, help="batch lines done before the clients start")
+    ap.add_argument("--max-tokens", type=int, default=32, help="max_tokens of the interactive requests")
+    ap.add_argument("--batch-max-tokens", type=int, default=16, help="max_tokens of each batch line")
+    ap.add_argument("--configs", default="default,nocap", help="comma-separated: default, nocap, wide")
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: see the docstring)")
+    ap.add_argument("--n-parallel", type=int, default=8)
+    ap.add_argument("--poll", type=float, default=0.5, help="s between polls of the batch and /health")
+    ap.add_argument("--batch-timeout", type=float, default=1200, help="give up on a batch after this many s")
+    ap.add_argument(
+        "--wait-quiet", type=float, default=20, help="before each phase, wait up to this many s for other load to stop"
+    )
+    ap.add_argument("--save", action="store_true", help="draw bench/batch_interactive.png")
+    ap.add_argument("--report", type=Path, help="only redo the tables (and chart, with --save) from a saved run's JSON")
+    ap.add_argument("--quick", action="store_true", help="smoke run: --lines 40 --requests 6 --lead 4 --configs default")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(lines=40, requests=6, lead=4, configs="default")
+    args = ap.parse_args()
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    for c in configs:
+        config_settings(c, args.n_parallel)  # KeyError on an unknown name
+
+    if args.report:
+        render(json.loads(args.report.read_text()), args.save)
+        return
+    raw = measure(args, configs)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "batch_interactive.json").write_text(json.dumps(raw, indent=1, default=str))
+    render(raw, args.save)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Is the Batch API polite to live traffic? Interactive time to first token with and without a running batch.
 
-    .venv/bin/python bench/batch_interactive.py --save    # full run, ~15 minutes on the shared 2-core machine; redraws the chart
+    .venv/bin/python bench/batch_interactive.py --save    # full run, ~16 min on the shared 2-core machine; redraws the chart
     .venv/bin/python bench/batch_interactive.py           # the same, without touching bench/batch_interactive.png
     .venv/bin/python bench/batch_interactive.py --quick   # smoke run: --lines 40 --requests 6 --lead 4 --configs default, ~2 min
+    .venv/bin/python bench/batch_interactive.py --report bench/out/batch_interactive.json --save   # redraw a saved run
 
 What it measures. A 500-line chat batch (``--lines``) runs on a real ``faceplate serve`` while 4
 interactive clients (``--clients``) stream chat completions; the table gives the batch's lines/s
@@ -65,8 +66,12 @@ largest, so read it as "the slow tail", not as a precise 99th percentile.
 
 Fairness on a noisy machine: before each phase the script waits (up to ``--wait-quiet`` s) for
 other processes to use under 0.3 cores, and the "other CPU" column says how many cores they used
-during it on average (the server's and this script's CPU are subtracted). Each configuration has
-its own server and its own "clients alone" baseline, so a comparison spans minutes, not the whole run.
+on average (the machine's busy CPU minus the server's and this script's): over the clients'
+requests for the two client rows, over the batch's time without clients for the "batch alone"
+row. Each configuration has its own server and its own "clients alone" baseline, so a comparison
+spans minutes, not the whole run. ITL p50 (the median of each request's mean gap between chunks)
+and, in the notes, each request's longest gap show what a batch line's decode tokens and its
+prompt's prefill cost a stream.
 
 Tables go to stdout and bench/out/batch_interactive.md, raw numbers (every request, every poll) to
 bench/out/batch_interactive.json, server logs to bench/out/batch_interactive-<config>.log;

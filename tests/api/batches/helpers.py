@@ -14,9 +14,12 @@ from tests import spec
 CHAT = "/v1/chat/completions"
 
 
+def request_line(custom_id: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": url, "body": body}
+
+
 def chat_line(custom_id: str, content: str = "hi", **extra: Any) -> dict[str, Any]:
-    body = {"model": "fake-model", "messages": [{"role": "user", "content": content}], **extra}
-    return {"custom_id": custom_id, "method": "POST", "url": CHAT, "body": body}
+    return request_line(custom_id, CHAT, {"model": "fake-model", "messages": [{"role": "user", "content": content}], **extra})
 
 
 def jsonl(lines: list[dict[str, Any]]) -> bytes:

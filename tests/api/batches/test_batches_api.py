@@ -13,7 +13,7 @@ from faceplate.engines.fake import FakeEngine
 from faceplate.service.batch_worker import BatchWorker
 from faceplate.service.services import Services
 from tests import spec
-from tests.api.batches.helpers import CHAT, chat_line, create, file_lines, wait_for
+from tests.api.batches.helpers import CHAT, chat_line, create, file_lines, request_line, wait_for
 from tests.api.conftest import OTHER_KEY, client_for
 from tests.recorders import Recorder
 
@@ -57,45 +57,15 @@ async def test_a_chat_batch_completes_with_every_answer_in_the_output_file(
 
 
 async def test_embeddings_completions_and_responses_batches(api: httpx.AsyncClient, worker: BatchWorker) -> None:
-    emb = await create(
-        api,
-        [
-            {
-                "custom_id": f"e{i}",
-                "method": "POST",
-                "url": "/v1/embeddings",
-                "body": {"model": "fake-embedding", "input": f"text {i}"},
-            }
-            for i in range(3)
-        ],
-        endpoint="/v1/embeddings",
-    )
-    comp = await create(
-        api,
-        [
-            {
-                "custom_id": f"c{i}",
-                "method": "POST",
-                "url": "/v1/completions",
-                "body": {"model": "fake-model", "prompt": f"say {i}"},
-            }
-            for i in range(3)
-        ],
-        endpoint="/v1/completions",
-    )
-    resp = await create(
-        api,
-        [
-            {
-                "custom_id": f"x{i}",
-                "method": "POST",
-                "url": "/v1/responses",
-                "body": {"model": "fake-model", "input": f"hello {i}"},
-            }
-            for i in range(3)
-        ],
-        endpoint="/v1/responses",
-    )
+    bodies = {
+        "/v1/embeddings": lambda i: {"model": "fake-embedding", "input": f"text {i}"},
+        "/v1/completions": lambda i: {"model": "fake-model", "prompt": f"say {i}"},
+        "/v1/responses": lambda i: {"model": "fake-model", "input": f"hello {i}"},
+    }
+    emb, comp, resp = [
+        await create(api, [request_line(f"{url[4]}{i}", url, body(i)) for i in range(3)], endpoint=url)
+        for url, body in bodies.items()
+    ]
     for batch, schema in ((emb, "CreateEmbeddingResponse"), (comp, "CreateCompletionResponse"), (resp, "Response")):
         done = await wait_for(api, batch["id"], "completed", "failed")
         assert done["status"] == "completed", done

@@ -123,3 +123,29 @@ def test_chat_messages_are_capped() -> None:
     ok = parse_request(json.dumps({"model": "m", "messages": msgs[:limit]}).encode(), ChatCompletionRequest, endpoint="chat")
     assert len(ok.messages) == limit
     assert limit == chat.MAX_MESSAGES
+
+
+# -- what a param may name -------------------------------------------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": "f"}}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "fragment"),
+    [
+        # A union member's class name (NamedToolChoice) is not a field a client sent.
+        ({"tool_choice": 5}, "tool_choice", "Invalid value for 'tool_choice'"),
+        ({"tool_choice": {}}, "tool_choice.type", "Missing required parameter: 'tool_choice.type'"),
+        ({"tool_choice": {"type": "function", "name": "f"}}, "tool_choice.function", "'tool_choice.function'"),
+        ({"function_call": {}}, "function_call.name", "'function_call.name'"),
+        # Not an object where an object picked by 'type' or 'role' belongs: the field itself, not its 'type'.
+        ({"response_format": "json"}, "response_format", "Invalid type for 'response_format': expected an object"),
+        ({"messages": ["hi"]}, "messages[0]", "Invalid type for 'messages[0]': expected an object, but got a string"),
+        ({"messages": [{"role": "user", "content": [5]}]}, "messages[0].content[0]", "expected an object"),
+    ],
+)
+def test_a_param_names_the_field_sent(extra: dict[str, Any], param: str, fragment: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": TOOLS, **extra}
+    err = refused(json.dumps(body).encode(), ChatCompletionRequest, "chat")
+    assert err.param == param and fragment in err.message
+    assert not any(name in err.message for name in ("NamedToolChoice", "NamedFunction"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from faceplate.errors import InvalidRequest
-from faceplate.protocol.common import WireModel, array_too_long, tagged_union
+from faceplate.protocol.common import WireModel, array_too_long, must_be_object, tagged_union
 from faceplate.protocol.sampling import SamplingFields
 
 MAX_TOOLS = 128  # most tools (or functions) in one request, as OpenAI limits them
@@ -113,6 +113,7 @@ Message = Annotated[
         custom_error_type="invalid_role",
         custom_error_message="must be one of 'system', 'developer', 'user', 'assistant', 'tool' or 'function'",
     ),
+    BeforeValidator(must_be_object),
 ]
 
 

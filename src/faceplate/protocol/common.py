@@ -13,7 +13,8 @@ import logging
 import re
 from typing import Annotated, Any, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Tag, ValidationError
+from pydantic_core import PydanticCustomError
 
 from faceplate.errors import InvalidRequest
 
@@ -25,10 +26,20 @@ M = TypeVar("M", bound=BaseModel)
 NON_OPENAI_FIELDS = ("top_k", "min_p", "repetition_penalty")
 
 
+# Names of the request models: pydantic puts a union member's class name into an error's loc
+# (``tool_choice.NamedToolChoice.type``), and a class name is never part of a client's field path.
+_MODEL_NAMES: set[str] = set()
+
+
 class WireModel(BaseModel):
     """Base of every request model: strict types (no "1" for 1), unknown fields kept so we can log them."""
 
     model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _MODEL_NAMES.add(cls.__name__)
 
     def unknown_fields(self, prefix: str = "") -> list[str]:
         found = [prefix + k for k in (self.model_extra or {})]
@@ -37,6 +48,13 @@ class WireModel(BaseModel):
             if isinstance(value, WireModel):
                 found += value.unknown_fields(f"{prefix}{name}.")
         return found
+
+
+def must_be_object(value: Any) -> Any:
+    """Before a union picked by a key: anything but an object is "Invalid type for 'x'", not a complaint about 'x.type'."""
+    if not isinstance(value, dict | BaseModel):
+        raise PydanticCustomError("model_type", "expected an object")
+    return value
 
 
 def tagged_union(*models: type[BaseModel], key: str = "type") -> Any:
@@ -51,6 +69,7 @@ def tagged_union(*models: type[BaseModel], key: str = "type") -> Any:
     return Annotated[
         Union[tuple(members)],  # noqa: UP007 - built at run time
         Discriminator(tag_of, custom_error_type="invalid_tag", custom_error_message=f"'{key}' must be one of {allowed}"),
+        BeforeValidator(must_be_object),
     ]
 
 
@@ -146,6 +165,7 @@ def parse_json(raw: bytes) -> Any:
 def _is_union_marker(item: str) -> bool:
     return (
         item in {"str", "int", "float", "bool", "list", "dict", "none"}
+        or item in _MODEL_NAMES
         or any(c in item for c in "[(:")
         or item.startswith("function-")
     )

@@ -11,11 +11,10 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
 from faceplate.errors import InvalidRequest
 from faceplate.protocol.chat import MAX_TOOLS
-from faceplate.protocol.common import WireModel, array_too_long, tagged_union
+from faceplate.protocol.common import WireModel, array_too_long, must_be_object, tagged_union
 from faceplate.protocol.response_items import InputItem, MessageItem
 
 MAX_INPUT_ITEMS = 2048  # as 'messages' in chat; checked before any item is validated
@@ -111,19 +110,12 @@ def _tool_tag(value: Any) -> str:
     return f"type:{kind}" if kind in ("function", "custom") else "type:hosted"
 
 
-def _must_be_object(value: Any) -> Any:
-    # Without this a bare string ("web_search") would be reported against HostedTool by class name.
-    if not isinstance(value, dict | WireModel):
-        raise PydanticCustomError("model_type", "expected an object")
-    return value
-
-
 ResponseTool = Annotated[
     Annotated[FunctionTool, Tag("type:function")]
     | Annotated[CustomTool, Tag("type:custom")]
     | Annotated[HostedTool, Tag("type:hosted")],
     Discriminator(_tool_tag),
-    BeforeValidator(_must_be_object),
+    BeforeValidator(must_be_object),  # a bare "web_search" is an invalid type, not a HostedTool
 ]
 
 

@@ -229,6 +229,21 @@ async def test_custom_tool_grammars_regex_is_enforced_lark_refused_unless_ignore
 
 
 @pytest.mark.parametrize(
+    ("definition", "fragment"),
+    [("(unclosed", "unclosed group"), ("[z-a]", "invalid character class range"), ("[a&&b]", "empty")],
+)
+async def test_a_custom_tool_regex_that_cannot_compile_is_a_400_naming_it(
+    rapi: httpx.AsyncClient, definition: str, fragment: str
+) -> None:
+    tool = {"type": "custom", "name": "code", "format": {"type": "grammar", "syntax": "regex", "definition": definition}}
+    r = await rapi.post("/v1/responses", json={"model": "fake-model", "input": "x", "tools": [WEATHER, tool], "stream": True})
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/json"), r.text
+    spec.validate(r.json(), "ErrorResponse")
+    assert r.json()["error"]["param"] == "tools[1].format.definition"
+    assert r.json()["error"]["message"].startswith("Invalid regex grammar: ") and fragment in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
     ("body", "param", "code"),
     [
         ({"previous_response_id": "resp_nope"}, "previous_response_id", "previous_response_not_found"),

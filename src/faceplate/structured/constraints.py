@@ -61,6 +61,18 @@ def json_schema(schema: dict[str, Any] | None, *, param: str = "response_format.
     return _checked(Constraint(kind="json_schema", spec=grammar, param=param))
 
 
+def check_regex(pattern: str, *, param: str) -> None:
+    """A regex grammar (a custom tool's), compiled on its own: a bad one is a 400 naming its field, not all of 'tools'."""
+    try:
+        grammar = LLMatcher.grammar_from_json_schema({"type": "string", "pattern": pattern}, overrides=JSON_OPTIONS)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        error = str(exc)
+    else:
+        error = _grammar_error(grammar)
+    if error:
+        raise InvalidRequest(f"Invalid regex grammar: {error}", param=param)
+
+
 def json_object(depth: int = 2, items: int = 5, key_length: int = 24, string_length: int = 64) -> Constraint:
     """Any JSON object, written as a Lark grammar with explicit bounds.
 
@@ -151,4 +163,4 @@ def _checked(constraint: Constraint) -> Constraint:
     return constraint
 
 
-__all__ = ["json_schema", "json_object", "tool_calls", "Constraint", "TOOL_OPEN", "TOOL_CLOSE", "LIMITS"]
+__all__ = ["check_regex", "json_schema", "json_object", "tool_calls", "Constraint", "TOOL_OPEN", "TOOL_CLOSE", "LIMITS"]

@@ -27,6 +27,7 @@ from faceplate.protocol.responses import (
     ToolChoiceCustom,
     ToolChoiceFunction,
 )
+from faceplate.structured.constraints import check_regex
 
 log = logging.getLogger("faceplate.responses")
 
@@ -50,6 +51,7 @@ def _custom_schema(tool: CustomTool, param: str, *, ignore_unsupported: bool) ->
     if isinstance(fmt, CustomToolFormatGrammar):
         if fmt.syntax == "regex":
             text["pattern"] = f"^(?:{fmt.definition})$"  # the whole input: a JSON Schema pattern alone matches anywhere
+            check_regex(text["pattern"], param=f"{param}.format.definition")
         elif ignore_unsupported:  # Codex's apply_patch: free text rather than a refusal, said in the log
             log.warning("responses: custom tool %r: its %s grammar is not enforced (free text)", tool.name, fmt.syntax)
         else:

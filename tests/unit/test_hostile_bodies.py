@@ -149,3 +149,11 @@ def test_a_param_names_the_field_sent(extra: dict[str, Any], param: str, fragmen
     err = refused(json.dumps(body).encode(), ChatCompletionRequest, "chat")
     assert err.param == param and fragment in err.message
     assert not any(name in err.message for name in ("NamedToolChoice", "NamedFunction"))
+
+
+@pytest.mark.parametrize("key", ["9" * 5000, "-1", "1.5", "²", "1_0", " 7", ""])
+def test_a_logit_bias_key_that_is_no_token_id_is_a_plain_400(key: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "logit_bias": {key: 1}}
+    err = refused(json.dumps(body).encode(), ChatCompletionRequest, "chat")
+    assert err.param == "logit_bias" and "is not a token id" in err.message and len(err.message) < 200
+    assert "sys." not in err.message  # not Python's int-conversion limit, quoted

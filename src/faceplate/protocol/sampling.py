@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from faceplate.protocol.common import WireModel
 
 MAX_LOGIT_BIAS = 300  # OpenAI's limit
+_TOKEN_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: int() would take "1_0", " 7" or "²", and refuse 5,000 digits
 
 
 class SamplingFields(WireModel):
@@ -39,8 +42,9 @@ class SamplingFields(WireModel):
         if bias is not None and len(bias) > MAX_LOGIT_BIAS:
             raise ValueError(f"expected an object with at most {MAX_LOGIT_BIAS} entries, but got {len(bias)}")
         for key, value in (bias or {}).items():
-            if not key.lstrip("-").isdigit() or int(key) < 0:
-                raise ValueError(f"logit_bias key {key!r} is not a token id")
+            if _TOKEN_ID.fullmatch(key) is None:
+                shown = key if len(key) <= 40 else key[:40] + "..."
+                raise ValueError(f"logit_bias key {shown!r} is not a token id")
             if not -100 <= value <= 100:
                 raise ValueError(f"logit_bias value for token {key} must be between -100 and 100")
         return bias

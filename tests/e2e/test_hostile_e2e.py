@@ -19,41 +19,15 @@ import jsonschema
 import pytest
 
 from tests.e2e.conftest import E2E_KEY
+from tests.e2e.hostile_helpers import AUTH, assert_healthy, chat, post, strict_json
 from tests.e2e.keys_helpers import ADMIN, CHAT, chat_only
 from tests.serverproc import ServerProcess, start_server
 
-AUTH = {"authorization": f"Bearer {E2E_KEY}"}
 EOG_BIAS = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end tokens: the answer runs to max_tokens
-
-
-def strict_json(text: str) -> Any:
-    """JSON as JavaScript's JSON.parse reads it: NaN and Infinity are errors."""
-
-    def refuse(name: str) -> None:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def post(
-    server: ServerProcess, path: str, body: Any, *, timeout: float = 60, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return httpx.post(f"{server.base_url}{path}", json=body, headers={**AUTH, **(headers or {})}, timeout=timeout)
-
-
-def chat(content: str = "Say hi.", **kw: Any) -> dict[str, Any]:
-    return {"model": CHAT, "messages": [{"role": "user", "content": content}], **kw}
 
 
 def engine_stats(server: ServerProcess) -> dict[str, Any]:
     return httpx.get(f"{server.root}/health", headers=AUTH, timeout=10).json()["models"][CHAT]
-
-
-def assert_healthy(server: ServerProcess) -> None:
-    assert httpx.get(f"{server.root}/health", timeout=10).json()["status"] == "ok"
-    r = post(server, "/chat/completions", chat(max_tokens=4, seed=1))
-    assert r.status_code == 200, r.text
-    assert r.json()["choices"][0]["finish_reason"] in ("stop", "length")
 
 
 def wait_idle(server: ServerProcess, timeout: float = 10) -> dict[str, Any]:

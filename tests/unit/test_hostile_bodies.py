@@ -157,3 +157,9 @@ def test_a_logit_bias_key_that_is_no_token_id_is_a_plain_400(key: str) -> None:
     err = refused(json.dumps(body).encode(), ChatCompletionRequest, "chat")
     assert err.param == "logit_bias" and "is not a token id" in err.message and len(err.message) < 200
     assert "sys." not in err.message  # not Python's int-conversion limit, quoted
+
+
+@pytest.mark.parametrize(("raw", "kind"), [(b"null", "null"), (b"[1]", "an array"), (b'"x"', "a string"), (b"1.5", "a decimal")])
+def test_a_body_that_is_no_object_is_named_in_json_terms(raw: bytes, kind: str) -> None:
+    err = refused(raw, ChatCompletionRequest, "chat")
+    assert err.param is None and err.message == f"Invalid type for the request body: expected an object, but got {kind} instead."

@@ -161,6 +161,23 @@ def parse_json(raw: bytes) -> Any:
     return data
 
 
+_KINDS = {
+    "NoneType": "null",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a decimal",
+    "list": "an array",
+    "dict": "an object",
+    "bool": "a boolean",
+}
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in the words of OpenAI's messages ("an array", "null")."""
+    name = type(value).__name__
+    return _KINDS.get(name, name)
+
+
 # Loc items pydantic adds for union members and tagged branches, which are not field names.
 def _is_union_marker(item: str) -> bool:
     return (
@@ -188,17 +205,7 @@ def _describe(err: dict[str, Any], param: str | None) -> str:
     if kind == "missing":
         return f"Missing required parameter: {where}."
     if kind.endswith("_type") or kind in {"model_type", "model_attributes_type", "is_instance_of"}:
-        got = type(err.get("input")).__name__
-        names = {
-            "NoneType": "null",
-            "str": "a string",
-            "int": "an integer",
-            "float": "a decimal",
-            "list": "an array",
-            "dict": "an object",
-            "bool": "a boolean",
-        }
-        return f"Invalid type for {where}: {msg.lower()}, but got {names.get(got, got)} instead."
+        return f"Invalid type for {where}: {msg.lower()}, but got {json_kind(err.get('input'))} instead."
     if kind == "union_tag_invalid" or kind == "literal_error" or kind == "enum":
         return f"Invalid value for {where}: {msg}."
     return f"Invalid value for {where}: {msg.removeprefix('Value error, ')}."
@@ -228,7 +235,7 @@ def parse_request(raw: bytes, model: type[M], *, endpoint: str, strict: bool = F
     """The wire model, or OpenAI's 400. ``strict``: unknown fields and non-OpenAI extras are refused, as OpenAI does."""
     data = parse_json(raw)
     if not isinstance(data, dict):
-        raise InvalidRequest(f"Invalid type for the request body: expected an object, but got {type(data).__name__} instead.")
+        raise InvalidRequest(f"Invalid type for the request body: expected an object, but got {json_kind(data)} instead.")
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

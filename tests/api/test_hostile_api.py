@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
@@ -34,17 +35,27 @@ def services(engine: FakeEngine, usage: Recorder) -> Services:
     )
 
 
-async def call_and_hang_up(app: Any, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """One request whose client is gone before the response starts: the body arrives, then the disconnect."""
+async def call_and_hang_up(app: Any, path: str, body: dict[str, Any], after_events: int = 0) -> list[dict[str, Any]]:
+    """One request whose client is gone before the response starts (the body arrives, then the
+    disconnect), or, with ``after_events``, once that many SSE data events were sent."""
     raw = json.dumps(body).encode()
     incoming = [{"type": "http.request", "body": raw, "more_body": False}]
     sent: list[dict[str, Any]] = []
+    enough = asyncio.Event()
+    if after_events == 0:
+        enough.set()
 
     async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+        if incoming:
+            return incoming.pop(0)
+        await enough.wait()
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        data = [m for m in sent if m["type"] == "http.response.body" and m.get("body", b"").startswith(b"data: ")]
+        if len(data) >= after_events:
+            enough.set()
 
     scope = {
         "type": "http",
@@ -82,6 +93,37 @@ async def test_a_client_gone_before_the_first_byte_frees_its_job_and_settles(
         await asyncio.sleep(0.01)
     assert engine.stats() == {"running_sequences": 0, "queued_requests": 0, "cancelled": 1}
     assert [r.status for r in usage.records] == [499]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+async def test_clients_gone_mid_stream_leave_no_task_or_job_behind(
+    services: Services, engine: FakeEngine, usage: Recorder, path: str
+) -> None:
+    """A client that leaves while the stream waits for its next token: the task reading the source
+    is cancelled with it (it once stayed pending on the cancelled job until the garbage collector
+    destroyed it, logging "Task was destroyed but it is pending!"; the fake engine's job stayed
+    running until then)."""
+    engine.delay_s = 0.05  # the hang-up lands while the stream waits for the next token
+    app = create_app(services)
+    body: dict[str, Any] = {"model": "fake-model", "stream": True}
+    body.update({"prompt": "hi"} if path == "/v1/completions" else {"messages": [{"role": "user", "content": "hi"}]})
+    loop = asyncio.get_running_loop()
+    complaints: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: complaints.append(context["message"]))
+    gc.disable()  # what is left behind must not be cleaned up by a collection that happens to run
+    try:
+        for i in range(12):
+            await asyncio.wait_for(call_and_hang_up(app, path, body, after_events=1 + i % 3), 5)
+        await asyncio.sleep(0.2)  # more than a token: a step left running would have produced one
+        assert engine.stats() == {"running_sequences": 0, "queued_requests": 0, "cancelled": 12}
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        assert [r.status for r in usage.records] == [499] * 12
+    finally:
+        gc.enable()
+        loop.set_exception_handler(None)
+    gc.collect()
+    await asyncio.sleep(0.05)
+    assert complaints == []
 
 
 async def test_an_unexpected_engine_error_is_a_500_in_usage(services: Services, engine: FakeEngine, usage: Recorder) -> None:

@@ -90,6 +90,7 @@ async def _until(chunks: AsyncIterator[Chunk], stop: Stop | None) -> AsyncIterat
         return
     it = chunks.__aiter__()
     stopped = asyncio.ensure_future(stop())
+    step: asyncio.Future[Chunk] | None = None
     try:
         while True:
             step = asyncio.ensure_future(it.__anext__())
@@ -105,6 +106,13 @@ async def _until(chunks: AsyncIterator[Chunk], stop: Stop | None) -> AsyncIterat
                 return
     finally:
         stopped.cancel()
+        # Cancelled while waiting (the client left): the step still runs the source. Left alone it
+        # would wait forever (the engine job is cancelled under it), and the garbage collector
+        # would destroy it pending, with the source's generators still marked running.
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
 
 
 async def _framed(

@@ -108,8 +108,10 @@ async def _until(chunks: AsyncIterator[Chunk], stop: Stop | None) -> AsyncIterat
         stopped.cancel()
         # Cancelled while waiting (the client left): the step still runs the source. Left alone it
         # would wait forever (the engine job is cancelled under it), and the garbage collector
-        # would destroy it pending, with the source's generators still marked running.
-        if step is not None and not step.done():
+        # would destroy it pending, with the source's generators still marked running. A step
+        # that finished in the same turn is collected too (its StopAsyncIteration, say), or the
+        # collector logs that its exception was never retrieved.
+        if step is not None:
             step.cancel()
             with contextlib.suppress(BaseException):
                 await step

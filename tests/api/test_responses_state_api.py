@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
@@ -175,6 +176,42 @@ async def test_cancel_stops_a_background_response_and_is_idempotent(rapi: httpx.
     again = await rapi.post(f"/v1/responses/{made['id']}/cancel")
     assert again.json()["status"] == "cancelled"
     assert (await rapi.get(f"/v1/responses/{made['id']}")).json()["status"] == "cancelled"
+
+
+async def test_a_background_response_cancelled_during_its_first_store_write_frees_its_engine_request(
+    rapi: httpx.AsyncClient, stored: Services, engine: FakeEngine
+) -> None:
+    """The cancel can land while the run still awaits its in_progress write to the store, before it
+    read a single event: its engine request was queued, and closing the unstarted event generator
+    ran none of its cleanup, so the request stayed queued (a real engine would have generated it to
+    the end for nobody) and its usage was never settled; and the write, still running in its thread,
+    could land after the cancelled object was stored, leaving the row in_progress."""
+    engine.delay_s = 0.05
+    engine.words = 1000
+    writing, release = threading.Event(), threading.Event()
+    update = stored.store.responses.update  # type: ignore[union-attr]
+
+    def slow_update(*args: Any, **kw: Any) -> Any:
+        writing.set()
+        release.wait(10)
+        return update(*args, **kw)
+
+    stored.store.responses.update = slow_update  # type: ignore[union-attr, method-assign]
+    made = await _create(rapi, input="hi", background=True)
+    assert await asyncio.to_thread(writing.wait, 10)
+    cancel = asyncio.ensure_future(rapi.post(f"/v1/responses/{made['id']}/cancel"))
+    await asyncio.sleep(0.2)  # the cancel has reached the run, which is still writing
+    release.set()
+    r = await asyncio.wait_for(cancel, 5)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    for _ in range(100):
+        if engine.stats()["queued_requests"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.stats() == {"running_sequences": 0, "queued_requests": 0, "cancelled": 1}
+    await asyncio.sleep(0.1)  # the write let go above has landed by now, whenever it ran
+    assert (await rapi.get(f"/v1/responses/{made['id']}")).json()["status"] == "cancelled"
+    assert (await rapi.post(f"/v1/responses/{made['id']}/cancel")).json()["status"] == "cancelled"
 
 
 async def test_only_background_responses_can_be_cancelled_or_restreamed(rapi: httpx.AsyncClient) -> None:

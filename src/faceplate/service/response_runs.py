@@ -96,10 +96,12 @@ class ResponseRun:
                 self._emit(self.state.finish(reason, self._usage()))
         except asyncio.CancelledError:
             await events.aclose()
+            await self.reply.aclose()  # ended before its first event (closing events ran nothing)
             self._end_early(None)
             raise
         except Exception as exc:
             await events.aclose()
+            await self.reply.aclose(exc)  # idem; a no-op once the events' own cleanup has run
             if not isinstance(exc, FaceplateError):
                 log.exception("response %s failed", self.id)
             self._end_early(exc)

@@ -18,6 +18,7 @@ completes. Both are read once, when the request starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -251,7 +252,16 @@ async def _prepare_truncating(
 
 def _progress(services: Services) -> Persist:
     async def started(run: ResponseRun) -> None:
-        await asyncio.to_thread(services.store.responses.update, run.id, run.state.snapshot())  # type: ignore[union-attr]
+        snapshot = run.state.snapshot()
+        write = asyncio.ensure_future(asyncio.to_thread(services.store.responses.update, run.id, snapshot))  # type: ignore[union-attr]
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # Cancelled mid-write: the thread goes on regardless. Let it land before the run stores
+            # its final object, or it would overwrite that with this in_progress one.
+            with contextlib.suppress(Exception):
+                await write
+            raise
 
     return started
 

@@ -15,7 +15,7 @@ Then ``--clients`` (24) closed-loop clients run for ``--minutes`` (10): each pic
 random (its own seeded generator) with these weights, sends it, and goes on as soon as it ends:
 
     kind              share  what
-    chat_stream        16 %  chat completion, streamed, stream_options.include_usage
+    chat_stream        14 %  chat completion, streamed, stream_options.include_usage
     chat               10 %  chat completion, not streamed
     chat_n2             8 %  n=2, streamed or not (half each)
     structured          8 %  response_format json_schema, strict (a 3-field object), streamed or not
@@ -32,7 +32,7 @@ random (its own seeded generator) with these weights, sends it, and goes on as s
                              headers arrive, before the first data event; (b) a non-streamed call
                              (chat, n=2, 64 embeddings, responses, completions) with a read timeout
                              of 0.2-3 s; (c) a raw socket closed 0-0.3 s after sending, unread
-    invalid             2 %  a call that must be refused: unknown model (404), temperature 3 (400),
+    invalid             4 %  a call that must be refused: unknown model (404), temperature 3 (400),
                              empty embedding input (400), max_output_tokens 1 (400)
 
 Completion requests use ``max_tokens`` 8-32 (``max_output_tokens`` 16-24, structured and tools 64)
@@ -120,7 +120,7 @@ RSS_WINDOW = 30.0  # seconds of samples whose median stands for "the RSS at" a m
 RSS_LIMIT = 0.10
 
 MIX: list[tuple[str, int]] = [
-    ("chat_stream", 16),
+    ("chat_stream", 14),
     ("chat", 10),
     ("chat_n2", 8),
     ("structured", 8),
@@ -132,7 +132,7 @@ MIX: list[tuple[str, int]] = [
     ("completions", 6),
     ("hangup_stream", 10),
     ("hangup_queued", 8),
-    ("invalid", 2),
+    ("invalid", 4),
 ]
 KINDS = [k for k, _ in MIX]
 OUTCOMES = ("ok", "4xx", "503", "5xx", "failed", "hangup")

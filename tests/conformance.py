@@ -150,6 +150,35 @@ class _ValidatingStream(httpx2.SyncByteStream):
         self._inner.close()
 
 
+def _validate_json(body: bytes, ctype: str, status: int, check: Check, log: list[Any]) -> None:
+    if "json" in ctype:
+        obj = json.loads(body)
+        log.append(obj)
+        check(obj)
+    elif status >= 400:
+        raise AssertionError(f"error response is not JSON: {status} {body[:200]!r}")
+
+
+def validate_body(method: str, path: str, status: int, content_type: str, body: bytes) -> list[Any]:
+    """Check one whole response, read to its end (JSON, or every event of an SSE stream), as the transport does.
+
+    For callers that hold a finished response rather than a client (the Schemathesis fuzz). Returns
+    the JSON objects seen; raises AssertionError on the first that breaks the spec.
+    """
+    seen: list[Any] = []
+    check = schema_for(method, path, status, "event-stream" in content_type)
+    if check is None:
+        return seen
+    if "event-stream" in content_type:
+        for _ in _ValidatingStream(iter([body]), check, seen):  # type: ignore[arg-type]
+            pass
+        if body.strip() and not body.endswith(b"\n\n"):
+            raise AssertionError(f"the stream ends inside an event: {body[-200:]!r}")
+    else:
+        _validate_json(body, content_type, status, check, seen)
+    return seen
+
+
 class ValidatingTransport(httpx2.BaseTransport):
     def __init__(self, inner: httpx2.BaseTransport | None = None) -> None:
         self._inner = inner or httpx2.HTTPTransport()
@@ -167,12 +196,7 @@ class ValidatingTransport(httpx2.BaseTransport):
             stream = _ValidatingStream(response.stream, check, self.responses)  # type: ignore[arg-type]
             return httpx2.Response(response.status_code, headers=response.headers, stream=stream, request=request)
         body = response.read()
-        if "json" in ctype:
-            obj = json.loads(body)
-            self.responses.append(obj)
-            check(obj)
-        elif response.status_code >= 400:
-            raise AssertionError(f"error response is not JSON: {response.status_code} {body[:200]!r}")
+        _validate_json(body, ctype, response.status_code, check, self.responses)
         return httpx2.Response(response.status_code, headers=response.headers, content=body, request=request)
 
     def close(self) -> None:

@@ -33,7 +33,10 @@ def make(engine: FakeEngine, tmp_path: Path) -> Callable[..., Services]:
     def build(**settings: Any) -> Services:
         store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
         return Services(
-            settings=Settings(api_keys=[API_KEY], **settings), registry=Registry([engine]), auth=Authenticator([API_KEY]), store=store
+            settings=Settings(api_keys=[API_KEY], **settings),
+            registry=Registry([engine]),
+            auth=Authenticator([API_KEY]),
+            store=store,
         )
 
     return build

@@ -45,8 +45,11 @@ class Cutoff:
     async def wait(self) -> FaceplateError:
         """Until the drain ends or the deadline passes; the error to answer with."""
         timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain.cut.wait(), timeout)
+        waiter = asyncio.ensure_future(self.drain.cut.wait())  # asyncio.wait: a cancel is never swallowed
+        try:
+            await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()
         return self.error()
 
 

@@ -116,8 +116,13 @@ class BatchWorker:
                 busy = False
             # A line that finishes wakes the loop at once: its slot is refilled without waiting for
             # the next poll, so a fast model is not held to batch_concurrency lines per poll.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._line_done.wait(), BUSY_POLL_S if busy or self._lines else IDLE_POLL_S)
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancel that lands as
+            # the event is set, and this loop would then outlive stop().
+            waiter = asyncio.ensure_future(self._line_done.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=BUSY_POLL_S if busy or self._lines else IDLE_POLL_S)
+            finally:
+                waiter.cancel()
             self._line_done.clear()
 
     async def step(self) -> bool:

@@ -15,15 +15,14 @@ import logging
 import time
 from typing import Literal
 
-from faceplate.service.batch_output import dumps_line, unrun_line
+from faceplate.service.batch_output import UnrunCode, dumps_line, unrun_line
 from faceplate.service.services import Services
 from faceplate.store import StoredFile
 from faceplate.store.batches import BatchRow
 
 log = logging.getLogger("faceplate.batches")
 
-UnrunCode = Literal["batch_cancelled", "batch_expired"]
-_UNRUN_MESSAGES = {
+_UNRUN_MESSAGES: dict[UnrunCode, str] = {
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
     "batch_expired": "This request could not be executed before the completion window expired.",
 }

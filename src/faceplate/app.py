@@ -29,6 +29,7 @@ from faceplate.api import (
     responses,
 )
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
+from faceplate.http.connection import BodyDeadline
 from faceplate.http.gate import AuthGate
 from faceplate.http.lifecycle import Lifecycle
 from faceplate.http.middleware import HeaderLimits, RequestIds
@@ -126,7 +127,8 @@ def create_app(
         allowed_hosts=settings.allowed_hosts,
         public_metrics=settings.metrics_public,
     )
-    limited = HeaderLimits(gate, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes)
+    bounded = BodyDeadline(gate, timeout_s=settings.body_timeout_s)
+    limited = HeaderLimits(bounded, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes)
     lifecycle = Lifecycle(limited, services.drain, timeout_s=settings.request_timeout_s)
     return RequestIds(lifecycle, metrics=services.metrics, route_of=functools.partial(_route_of, routes))
 

@@ -202,6 +202,12 @@ class Settings(BaseModel):
     )
     max_header_count: int = Field(100, ge=8, description="more request headers than this are a 431")
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="more bytes of request headers than this are a 431")
+    header_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="a request's headers must arrive within this long (of connecting, or of its first byte); later, a 408",
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="a request body that stalls this long between two chunks is a 408")
     drain_grace_s: float = Field(
         30.0, ge=0, description="on SIGTERM, how long requests in flight get to finish before they are ended"
     )

@@ -165,3 +165,15 @@ class HeadersTooLarge(FaceplateError):
     status = 431
     type = "invalid_request_error"
     code = "request_header_fields_too_large"
+
+
+class ClientTooSlow(FaceplateError):
+    """408: the client sent a request's headers or body too slowly (``header_timeout_s`` /
+    ``body_timeout_s``); the connection is closed after the answer."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})

@@ -15,6 +15,7 @@ from faceplate.access.usage import BatchingUsageSink
 from faceplate.app import create_app
 from faceplate.config import Settings
 from faceplate.engines.registry import Registry
+from faceplate.http.connection import client_protocol
 from faceplate.service.cpu import CpuPool
 from faceplate.service.services import Services
 from faceplate.store import CachedKeyLookup, Store
@@ -97,7 +98,11 @@ def run(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        http="httptools",
+        http=client_protocol(
+            header_timeout_s=settings.header_timeout_s,
+            max_header_count=settings.max_header_count,
+            max_header_bytes=settings.max_header_bytes,
+        ),
         loop="uvloop",
         lifespan="on",
         log_config=None,  # faceplate.logs configured the handlers (text or JSON)

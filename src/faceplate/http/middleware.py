@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faceplate.errors import HeadersTooLarge
+from faceplate.http.connection import headers_too_large
 from faceplate.http.lifecycle import send_error
 from faceplate.service import request_log
 from faceplate.service.metrics import Metrics
@@ -95,14 +95,8 @@ class HeaderLimits:
         if scope["type"] == "http":
             headers = scope["headers"]
             size = sum(len(k) + len(v) for k, v in headers)
-            if len(headers) > self.max_count or size > self.max_bytes:
-                which = f"{len(headers)} headers" if len(headers) > self.max_count else f"{size} bytes of headers"
-                await send_error(
-                    send,
-                    HeadersTooLarge(
-                        f"Request header fields too large: {which}; this server accepts at most "
-                        f"{self.max_count} headers and {self.max_bytes} bytes of them."
-                    ),
-                )
+            too_large = headers_too_large(len(headers), size, max_count=self.max_count, max_bytes=self.max_bytes)
+            if too_large is not None:
+                await send_error(send, too_large)
                 return
         await self.app(scope, receive, send)

@@ -27,6 +27,7 @@ from faceplate.api import (
     metrics,
     models,
     responses,
+    ui,
 )
 from faceplate.errors import FaceplateError, MethodNotAllowed, NotFound
 from faceplate.http.connection import BodyDeadline
@@ -89,6 +90,7 @@ def create_app(
         files.routes,
         batches.routes,
         admin.routes,
+        ui.routes,
         *(extensions or []),
     ]
     routes = [r for group in groups for r in group(services)]

@@ -138,7 +138,12 @@ def routes(svc: Services) -> list[Route]:
         rows: list[dict[str, Any]] = await asyncio.to_thread(store.usage.report, by, since=since, until=until)  # type: ignore[arg-type]
         return json_response({"object": "list", "by": by, "data": rows})
 
+    async def engines(request: Request) -> Response:
+        """Live engine state for the console: each model's counters and the CPU pool's."""
+        return json_response({"models": svc.registry.stats(), "cpu": svc.cpu.stats(), "draining": svc.drain.draining})
+
     return [
+        Route("/admin/engines", engines, methods=["GET"]),
         Route("/admin/keys", create_key, methods=["POST"]),
         Route("/admin/keys", list_keys, methods=["GET"]),
         Route("/admin/keys/{key_id}", get_key, methods=["GET"]),

@@ -1,7 +1,7 @@
 """The one place requests are authenticated, before any route runs.
 
-Every path needs an API key except the explicit ``PUBLIC`` allow-list; everything under
-``/admin`` needs the admin key instead. A route added anywhere is therefore protected
+Every path needs an API key except the explicit ``PUBLIC`` allow-list and the static pages
+under ``/ui``; everything under ``/admin`` needs the admin key instead. A route added anywhere is therefore protected
 without anyone remembering a line. The authenticated principal rides in the request's
 scope (``principal_of``).
 
@@ -24,6 +24,7 @@ from faceplate.http.sse import json_response
 
 PUBLIC = frozenset({"/health", "/health/live", "/health/ready"})
 ADMIN_PREFIX = "/admin"
+PAGES_PREFIX = "/ui"  # static pages (api.ui): no key, they call the API with the one the user types
 
 
 def principal_of(request: Request) -> Principal:
@@ -95,6 +96,9 @@ class AuthGate:
                 return await self.auth.authenticate(request.headers)
             except FaceplateError:
                 return None
+        if path == "/" or path == PAGES_PREFIX or path.startswith(PAGES_PREFIX + "/"):
+            self._check_host(request)
+            return None
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._check_admin(request)
             return None

@@ -1,4 +1,4 @@
-// Live engine state from GET /admin/engines, polled every 1.5 s. The endpoint only has counters,
+// Live engine state from GET /admin/engines, polled every 1.5 s while the tab is visible. The endpoint only has counters,
 // so rates (tokens/s, inputs/s) are the difference between two polls over the time between them.
 import { api, clearError, el, showError } from "./common.js";
 
@@ -34,6 +34,11 @@ export class EnginesPanel {
 
   async poll() {
     if (!this.running) return;
+    if (document.hidden) {
+      // A background tab polls nothing; the next rate is still per second over the real gap.
+      this.timer = setTimeout(() => this.poll(), POLL_MS);
+      return;
+    }
     try {
       const engines = await api("/admin/engines", { key: this.ctx.key() });
       if (!this.running) return;

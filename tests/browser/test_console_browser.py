@@ -186,7 +186,7 @@ def test_engines_show_a_running_request(page: Any, ui_server: ServerProcess) -> 
         body = {
             "model": CHAT,
             "messages": [{"role": "user", "content": "Tell a long story about a lighthouse keeper."}],
-            "max_tokens": 200,
+            "max_tokens": 80,  # long enough for several polls at a few tokens/s on a shared core
             "stream": True,
         }
         try:

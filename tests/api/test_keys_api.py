@@ -221,6 +221,16 @@ async def test_admin_api_needs_the_admin_key(svc: Services, client: httpx.AsyncC
     for headers in [{}, {"authorization": "Bearer wrong"}, user]:
         assert_error(await client.get("/admin/keys", headers=headers), 401, "invalid_api_key")
     assert_error(await client.post("/admin/keys", json={"name": "x"}, headers=user), 401, "invalid_api_key")
+    assert_error(await client.get("/admin/engines", headers=user), 401, "invalid_api_key")
+
+
+async def test_admin_engines_is_the_live_engine_state(svc: Services, client: httpx.AsyncClient) -> None:
+    r = await client.get("/admin/engines", headers=admin())
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"models", "cpu", "draining"} and body["draining"] is False
+    assert set(body["models"]) == set(svc.registry.ids())
+    assert all("kind" in stats for stats in body["models"].values())
 
 
 async def test_admin_key_lifecycle(svc: Services, client: httpx.AsyncClient) -> None:

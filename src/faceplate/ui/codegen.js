@@ -13,21 +13,28 @@ const PY_KWARGS = {
   "/v1/embeddings": new Set(["model", "input", "dimensions", "encoding_format", "user"]),
 };
 
-// A JSON value as a Python literal. JSON string escapes are all valid in Python string literals.
-export function pyLiteral(value, indent = "") {
-  const inner = indent + "    ";
-  if (value === null || value === undefined) return "None";
-  if (value === true) return "True";
-  if (value === false) return "False";
-  if (typeof value === "number" || typeof value === "string") return JSON.stringify(value);
-  if (Array.isArray(value)) {
-    if (value.length === 0) return "[]";
-    return `[\n${value.map((v) => inner + pyLiteral(v, inner)).join(",\n")},\n${indent}]`;
-  }
-  const entries = Object.entries(value);
-  if (entries.length === 0) return "{}";
-  return `{\n${entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${pyLiteral(v, inner)}`).join(",\n")},\n${indent}}`;
+const WIDTH = 72; // a container that fits on one line at its indent is written on one line
+
+// A JSON value as a literal in Python (py) or JavaScript/JSON, with small containers kept on one line.
+// JSON string escapes are all valid in Python and JavaScript string literals.
+function literal(value, indent, py) {
+  if (value === null || value === undefined) return py ? "None" : "null";
+  if (typeof value === "boolean") return py ? (value ? "True" : "False") : String(value);
+  if (typeof value !== "object") return JSON.stringify(value);
+  const inner = indent + (py ? "    " : "  ");
+  const items = Array.isArray(value)
+    ? value.map((v) => literal(v, inner, py))
+    : Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${literal(v, inner, py)}`);
+  const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+  if (items.length === 0) return open + close;
+  const flat = `${open}${items.join(", ")}${close}`;
+  if (!flat.includes("\n") && indent.length + flat.length <= WIDTH) return flat;
+  const comma = py ? "," : ""; // a trailing comma is Python style; JSON forbids it
+  return `${open}\n${items.map((item) => inner + item).join(",\n")}${comma}\n${indent}${close}`;
 }
+
+export const pyLiteral = (value, indent = "") => literal(value, indent, true);
+export const jsonLiteral = (value, indent = "") => literal(value, indent, false);
 
 function pyCall(path, body) {
   const known = PY_KWARGS[path];
@@ -42,8 +49,9 @@ function pyCall(path, body) {
 }
 
 export function python(path, body, origin) {
+  const usesJson = path !== "/v1/embeddings" && !body.stream && Boolean(body.tools || body.response_format);
   const head = [
-    "import json",
+    ...(usesJson ? ["import json"] : []),
     "import os",
     "",
     "from openai import OpenAI",
@@ -86,9 +94,7 @@ export function python(path, body, origin) {
   return [...head, `completion = client.chat.completions.create(\n${pyCall(path, body)}\n)`, ...tail, ""].join("\n");
 }
 
-function jsObject(body) {
-  return JSON.stringify(body, null, 2);
-}
+const jsObject = (body) => jsonLiteral(body);
 
 export function node(path, body, origin) {
   const head = [
@@ -139,7 +145,7 @@ export function curl(path, body, origin) {
     `curl ${body.stream ? "-N " : ""}${origin}${path} \\`,
     `  -H "Authorization: Bearer $${ENV}" \\`,
     '  -H "Content-Type: application/json" \\',
-    `  -d ${shellQuote(JSON.stringify(body, null, 2))}`,
+    `  -d ${shellQuote(jsonLiteral(body))}`,
     "",
   ].join("\n");
 }

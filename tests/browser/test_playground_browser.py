@@ -39,7 +39,8 @@ def settings(page: Any, **values: Any) -> None:
 def snippet(page: Any, lang: str) -> str:
     page.click(f"#code-tabs button[data-lang={lang}]")
     expect(page.locator(f"#code-tabs button[data-lang={lang}]")).to_have_attribute("aria-selected", "true")
-    page.wait_for_function("document.getElementById('code-snippet').dataset.valid === 'true'")
+    # A function, not a bare expression: Playwright evals those, which the page's CSP forbids.
+    page.wait_for_function("() => document.getElementById('code-snippet').dataset.valid === 'true'")
     return str(page.locator("#code-snippet").text_content())
 
 
@@ -100,6 +101,38 @@ def test_chat_streams_token_by_token_and_keeps_the_conversation(page: Any) -> No
     assert [m["role"] for m in sent.value.post_data_json["messages"]] == ["user", "assistant", "user"]
     expect(page.locator("#chat-log .msg")).to_have_count(4)
     expect(page.locator("#chat-log .msg.assistant").nth(1)).to_have_attribute("data-finish", re.compile(".+"), timeout=SLOW)
+
+
+def test_stop_keeps_the_partial_reply_and_a_400_undoes_the_turn(page: Any) -> None:
+    open_playground(page)
+    settings(page, temperature=0, max_tokens=400)
+    page.fill("#chat-input", "Tell me a long story about a lighthouse keeper.")
+    page.click("#chat-send")
+    page.wait_for_function(
+        "() => (document.querySelector('#chat-log .msg.assistant .content')?.textContent.length ?? 0) > 10", timeout=SLOW
+    )
+    page.click("#chat-stop")
+    reply = page.locator("#chat-log .msg.assistant")
+    expect(reply).to_have_attribute("data-finish", "stopped")
+    expect(page.locator("#chat-stats")).to_have_attribute("data-finish", "stopped")
+    expect(page.locator("#chat-send")).to_be_enabled()
+    expect(page.locator("#chat-stop")).to_be_disabled()
+    assert str(reply.locator(".content").text_content()).strip()
+
+    # The server refuses the next request: its 400 and param show, and the message is back to fix.
+    settings(page, max_tokens=-5)
+    page.fill("#chat-input", "And then?")
+    page.press("#chat-input", "Enter")
+    error = page.locator("#chat-error")
+    expect(error).to_contain_text("400")
+    expect(error.locator(".param")).to_contain_text("max_tokens")
+    expect(page.locator("#chat-log .msg")).to_have_count(2)
+    assert page.locator("#chat-input").input_value() == "And then?"
+
+    page.click("#chat-clear")
+    expect(page.locator("#chat-log .msg")).to_have_count(0)
+    expect(error).to_be_hidden()
+    assert [m["role"] for m in curl_body(snippet(page, "curl"))["messages"]] == ["user"]
 
 
 def test_structured_output_shows_the_validated_object(page: Any) -> None:

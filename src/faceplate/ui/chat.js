@@ -16,6 +16,7 @@ export function chatTab(ctx) {
   const placeholder = log.firstElementChild;
   let turns = []; // the conversation so far, as sent: {role, content}
   let controller = null; // set while a reply streams
+  let epoch = 0; // bumped by Clear: a reply that ends after it belongs to no conversation
 
   function messages(draft) {
     const out = [];
@@ -97,6 +98,7 @@ export function chatTab(ctx) {
     controller = new AbortController();
     setBusy(true);
     stats.replaceChildren("waiting for the first token…");
+    const mine = epoch;
     const timing = { t0: performance.now(), tFirst: null, tEnd: null, finish: null, usage: null };
     let failed = null;
     try {
@@ -124,6 +126,7 @@ export function chatTab(ctx) {
       setBusy(false);
       reply.node.classList.remove("streaming");
     }
+    if (mine !== epoch) return;
     if (failed && !replyText.data) {
       // Nothing came back: undo the turn so the user can fix the cause and send it again.
       turns.pop();
@@ -144,6 +147,7 @@ export function chatTab(ctx) {
 
   function reset() {
     if (controller) controller.abort();
+    epoch += 1;
     turns = [];
     log.replaceChildren(placeholder);
     stats.replaceChildren();

@@ -211,7 +211,7 @@ def test_embeddings_draw_a_similarity_heatmap(page: Any) -> None:
 
 def test_copy_as_code_is_the_request_the_page_sends(page: Any, tmp_path: Path) -> None:
     open_playground(page)
-    settings(page, temperature=0.5, max_tokens=8, seed=7, stop="END")
+    settings(page, temperature=0.5, max_tokens=8, seed=7, stop="END, \\n")
     page.fill("#chat-system", "Be brief.")
     message = """Say "hi" to O'Brien\\n then stop."""
     page.fill("#chat-input", message)
@@ -230,7 +230,7 @@ def test_copy_as_code_is_the_request_the_page_sends(page: Any, tmp_path: Path) -
     assert "$FACEPLATE_API_KEY" in curl
     body = curl_body(curl)
     assert body["model"] == CHAT_MODEL and body["messages"][-1] == {"role": "user", "content": message}
-    assert body["temperature"] == 0.5 and body["seed"] == 7 and body["stop"] == ["END"] and body["stream"] is True
+    assert body["temperature"] == 0.5 and body["seed"] == 7 and body["stop"] == ["END", "\n"] and body["stream"] is True
     assert "top_p" not in body  # only the fields the user set
     if shutil.which("node"):
         (tmp_path / "snippet.mjs").write_text(node)

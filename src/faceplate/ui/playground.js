@@ -31,11 +31,11 @@ function sampling() {
     const value = number(id, parse);
     if (value !== undefined) out[id] = value;
   }
-  // Comma-separated; "\n" typed as two characters means a newline.
+  // Comma-separated and trimmed; "\n" typed as two characters means a newline.
   const stop = $("stop")
     .value.split(",")
-    .map((s) => s.replaceAll("\\n", "\n"))
-    .filter((s) => s.trim() !== "");
+    .map((s) => s.trim().replaceAll("\\n", "\n"))
+    .filter(Boolean);
   if (stop.length) out.stop = stop;
   return out;
 }

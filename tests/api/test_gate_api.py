@@ -28,12 +28,16 @@ async def test_every_route_but_the_public_ones_needs_a_key(services: Services) -
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as anon:
         for route in routes:
             path = route.path.replace("{model:path}", "fake-model").replace("{key_id}", "k")
+            path = path.replace("{page:str}", "console").replace("{name:str}", "style.css")
             for method in sorted(route.methods or {"GET"}):
                 if method == "HEAD":
                     continue
                 r = await anon.request(method, path, json={})
                 if route.path in PUBLIC:
                     assert r.status_code == 200, (method, path)
+                elif route.path == "/" or route.path.startswith("/ui"):  # the static pages, no key
+                    assert r.status_code == (307 if path in ("/", "/ui") else 200), (method, path)
+                    assert "content-security-policy" in r.headers or r.status_code == 307
                 elif route.path.startswith("/admin"):
                     assert r.status_code == 404, (method, path)  # no admin key configured: nothing there
                 else:
@@ -71,6 +75,8 @@ async def test_without_auth_only_requests_addressed_to_this_machine_are_served()
             assert r.status_code == status, host
             if status == 403:
                 assert r.json()["error"]["code"] == "host_not_allowed"
+            page = await c.get("/ui/", headers={"host": host})  # the pages too: no rebinding foothold
+            assert page.status_code == status, host
 
 
 async def test_allowed_hosts_and_auth_lift_the_host_check() -> None:

@@ -43,7 +43,7 @@ log = logging.getLogger("faceplate.files")
 BATCH_DEFAULT_EXPIRY_S = 30 * 86400  # purpose=batch files expire after 30 days unless told otherwise
 PURGE_EVERY_S = 300.0  # expired files are already invisible; the purge only gives their disk space back
 PURGE_BATCH = 1000
-TEMP_MAX_AGE_S = 3600.0  # unfinished uploads older than this, at start, were left by a killed process
+TEMP_MAX_AGE_S = 3600.0  # unfinished uploads older than this were left by a killed process
 READ_CHUNK = 256 * 1024
 
 
@@ -319,20 +319,24 @@ async def purge_expired(services: Services, now: float | None = None) -> int:
 
 
 async def start_upkeep(services: Services) -> asyncio.Task[None] | None:
-    """At start, sweep unfinished uploads a killed process left and purge expired files; then purge
-    every ``PURGE_EVERY_S`` (one indexed query when nothing has expired)."""
+    """At start and then every ``PURGE_EVERY_S``: sweep unfinished uploads a killed process left
+    (older than ``TEMP_MAX_AGE_S``) and purge expired files (one indexed query when none has)."""
     if services.store is None or services.blobs is None:
         return None
     sweep = getattr(services.blobs, "sweep_temp", None)
-    if sweep is not None:
-        await asyncio.to_thread(sweep, TEMP_MAX_AGE_S)
-    await purge_expired(services)
+
+    async def upkeep() -> None:
+        if sweep is not None:  # a long-running server sweeps too, not only one that restarts
+            await asyncio.to_thread(sweep, TEMP_MAX_AGE_S)
+        await purge_expired(services)
+
+    await upkeep()
 
     async def purge_forever() -> None:
         while True:
             await asyncio.sleep(PURGE_EVERY_S)
             try:
-                await purge_expired(services)
+                await upkeep()
             except Exception:
                 log.exception("files upkeep failed; retrying")
 

@@ -9,8 +9,8 @@ a folder (``files_dir``)::
 A writer fills a temporary file in ``<root>/tmp`` and commits by ``fsync`` + ``os.replace`` into
 place, on the same file system, so a blob is either absent or complete: a reader never sees half
 an upload, and a failed or refused upload (over its limit, a bad field, a client gone) removes its
-temporary file. Temporary files a killed process left behind are swept at start
-(``sweep_temp``).
+temporary file. Temporary files a killed process left behind are swept once an hour old, at start and by the
+files upkeep (``sweep_temp``).
 
 The calls are blocking file I/O: async callers run them in a thread (``AsyncWriter`` and
 ``write_chunks`` do).

@@ -165,8 +165,8 @@ def test_a_wrap_up_killed_after_writing_its_files_leaves_no_stray_file(servers: 
     named_by_batch = {done.output_file_id, done.error_file_id} - {None}
     mine = {f.id for f in client.files.list(purpose="batch_output") if f.filename.startswith(f"batch_{batch.id}_")}
     assert mine == named_by_batch, f"files named for the batch: {mine}; the batch names {named_by_batch}"
-    # Committed blobs only: a temporary file (tmp/*.part) the kill cut short is swept by age at a
-    # later start (DirectoryBlobs.sweep_temp), since a young one may be another process's write.
+    # Committed blobs only: a temporary file (tmp/*.part) the kill cut short is swept once an hour
+    # old (DirectoryBlobs.sweep_temp, files upkeep), since a young one may be another process's write.
     on_disk = {p.name for p in files_dir.glob("*/file-*") if p.parent.name != "tmp"}
     listed = {f.id for f in client.files.list()}
     assert on_disk == listed, f"blobs no file row names: {on_disk - listed}"

@@ -9,8 +9,8 @@ and remove it afterwards:
 * ``redis_url``: ``redis-server`` with no persistence, bound to 127.0.0.1.
 
 Set ``FACEPLATE_TEST_POSTGRES_URL`` / ``FACEPLATE_TEST_REDIS_URL`` to use servers you
-already run instead. Missing binaries skip the tests with the reason; ``.ci/run``
-installs them (``apt-get install -y postgresql redis-server``), so in CI they run.
+already run instead. Missing binaries skip the tests with the reason; ``make test``
+installs them as root (``scripts/system-deps.sh``), so in CI they run.
 Per-test fixtures give each test a fresh database (``pg_database``) and an empty Redis
 database (``redis_clean``).
 """
@@ -34,7 +34,7 @@ from tests.serverproc import free_port
 
 POSTGRES_ENV = "FACEPLATE_TEST_POSTGRES_URL"
 REDIS_ENV = "FACEPLATE_TEST_REDIS_URL"
-INSTALL_HINT = "install them with `apt-get install -y postgresql redis-server` (.ci/run does)"
+INSTALL_HINT = "install them with `apt-get install -y postgresql redis-server` (`make test` does, as root)"
 
 
 def _pg_bindir() -> Path | None:

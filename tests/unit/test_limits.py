@@ -222,7 +222,7 @@ async def test_unreachable_redis_fails_closed_with_503() -> None:
 async def test_limiter_recovers_when_redis_comes_back() -> None:
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server not found: apt-get install -y redis-server (.ci/run does)")
+        pytest.skip("redis-server not found: apt-get install -y redis-server (`make test` does, as root)")
     port = free_port()
     lim = RedisLimiter(f"redis://127.0.0.1:{port}/0", timeout_s=0.3, retry_after_s=0.2)
     try:

@@ -127,9 +127,7 @@ def main(argv: list[str]) -> int:
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     print(progress._msg(progress.started, f"running {' '.join(cmd)} (full log: {log_path})"), flush=True)
     with log_path.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1
-        )
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
         assert proc.stdout is not None
         try:
             for line in proc.stdout:

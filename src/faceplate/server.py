@@ -110,6 +110,8 @@ def run(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
     )
     server = DrainingServer(config, services)
-    log.info("serving %s on http://%s:%d/v1", ", ".join(registry.ids()), settings.host, settings.port)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address in a URL
+    log.info("serving %s on http://%s:%d/v1", ", ".join(registry.ids()), host, settings.port)
+    log.info("playground: http://%s:%d/ui/", host, settings.port)
     server.run()
     return 0

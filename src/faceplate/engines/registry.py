@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from faceplate.config import ModelSpec, Settings
@@ -15,6 +16,24 @@ from faceplate.errors import InvalidRequest, ModelNotFound
 log = logging.getLogger("faceplate.registry")
 
 Engine = ChatEngine | EmbeddingEngine
+
+
+def _size_text(path: str) -> str:
+    """A model's size on disk (a file, or a folder's files) for the start-up progress lines."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    except OSError:
+        return "size unknown"
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB" if size >= 1e6 else f"{size} bytes"
+
+
+def _load_line(spec: ModelSpec, index: int, total: int) -> str:
+    fmt = spec.resolved_format()
+    runtime = "llama.cpp" if fmt == "gguf" else fmt
+    kind = spec.kind or ("embedding" if fmt == "sentence-transformers" else None)  # a GGUF's kind is read from it
+    what = ", ".join(x for x in (kind, runtime, _size_text(spec.path)) if x)
+    return f"loading model {index}/{total} {spec.id} ({what}) from {spec.path} ..."
 
 
 def load_engine(spec: ModelSpec, settings: Settings) -> Engine:
@@ -70,10 +89,22 @@ class Registry:
 
     @classmethod
     async def load(cls, settings: Settings) -> Registry:
+        """Load every configured model, one after another, with a progress line before and after each
+        (loading can take seconds to minutes, and start-up is otherwise silent until "serving ...")."""
         reg = cls()
-        for spec in settings.effective_models():
-            log.info("loading %s model %s from %s", spec.resolved_kind(), spec.id, spec.path)
-            reg.add(await asyncio.to_thread(load_engine, spec, settings))
+        specs = settings.effective_models()
+        for i, spec in enumerate(specs, 1):
+            fields = {"model": spec.id, "index": i, "total": len(specs)}
+            log.info(_load_line(spec, i, len(specs)), extra={"fields": fields})
+            started = time.monotonic()
+            try:
+                engine = await asyncio.to_thread(load_engine, spec, settings)
+            except Exception:
+                log.error("could not load model %s (%s)", spec.id, spec.path, extra={"fields": fields})
+                raise
+            seconds = round(time.monotonic() - started, 1)
+            log.info("loaded %s (%s) in %.1f s", spec.id, engine.kind, seconds, extra={"fields": {**fields, "seconds": seconds}})
+            reg.add(engine)
         for alias, target in settings.aliases.items():
             reg.alias(alias, target)
         return reg

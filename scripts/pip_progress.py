@@ -71,6 +71,8 @@ class Progress:
             return [self._msg(now, f"built {name} in {_clock(now - self.wheel_started)} ({status})")]
         if self.building:
             return self._build_line(line, now)
+        if "Using cached llama_cpp_python-" in line and line.rstrip().endswith(".whl"):
+            return [self._msg(now, "llama-cpp-python: using the wheel pip built and cached earlier (no compile)")]
         if COLLECT.match(line):
             self.packages += 1
             out = self._enter(now, "resolve", "resolving and downloading dependencies ...")
@@ -126,8 +128,10 @@ def main(argv: list[str]) -> int:
     progress = Progress()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     print(progress._msg(progress.started, f"running {' '.join(cmd)} (full log: {log_path})"), flush=True)
-    with log_path.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1) as proc,
+    ):
         assert proc.stdout is not None
         try:
             for line in proc.stdout:

@@ -115,3 +115,26 @@ export function bindKey(input, kind, onChange) {
     if (onChange) onChange();
   });
 }
+
+// One click of a Run button: build the request (a throw shows there and sends nothing), then
+// send it with the button disabled and `status` saying so; a failure shows in `error`.
+export async function runRequest({ build, button, status, error, busy = "running…" }, send) {
+  clearError(error);
+  let request;
+  try {
+    request = build();
+  } catch (err) {
+    showError(error, err);
+    return;
+  }
+  button.disabled = true;
+  status.replaceChildren(busy);
+  try {
+    await send(request);
+  } catch (err) {
+    status.replaceChildren();
+    showError(error, err);
+  } finally {
+    button.disabled = false;
+  }
+}

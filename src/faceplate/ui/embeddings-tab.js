@@ -1,6 +1,6 @@
 // The Embeddings tab: a few sentences, their vectors from /v1/embeddings, and cosine similarities.
 import { heatmap } from "./chart.js";
-import { api, clearError, el, showError } from "./common.js";
+import { api, el, runRequest } from "./common.js";
 
 const PATH = "/v1/embeddings";
 
@@ -44,20 +44,15 @@ export function embeddingsTab(ctx) {
     return { model: model.value, input: sentences() };
   }
 
-  async function run() {
-    clearError(error);
+  function build() {
     const request = body();
-    if (!request.model) {
-      showError(error, new Error("Pick an embedding model first (enter the API key if the server needs one)."));
-      return;
-    }
-    if (request.input.length < 2) {
-      showError(error, new Error("Enter at least two sentences, one per line."));
-      return;
-    }
-    runButton.disabled = true;
-    stats.replaceChildren("computing…");
-    try {
+    if (!request.model) throw new Error("Pick an embedding model first (enter the API key if the server needs one).");
+    if (request.input.length < 2) throw new Error("Enter at least two sentences, one per line.");
+    return request;
+  }
+
+  function run() {
+    return runRequest({ build, button: runButton, status: stats, error, busy: "computing…" }, async (request) => {
       const response = await api(PATH, { method: "POST", body: request });
       const vectors = [...response.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
       const matrix = vectors.map((a) => vectors.map((b) => cosine(a, b)));
@@ -67,12 +62,7 @@ export function embeddingsTab(ctx) {
       stats.dataset.dimensions = dims;
       stats.dataset.promptTokens = response.usage.prompt_tokens;
       stats.replaceChildren(`${vectors.length} vectors · ${dims} dimensions · ${response.usage.prompt_tokens} tokens`);
-    } catch (err) {
-      stats.replaceChildren();
-      showError(error, err);
-    } finally {
-      runButton.disabled = false;
-    }
+    });
   }
 
   runButton.addEventListener("click", () => run());

@@ -1,5 +1,5 @@
 // The Structured output tab: a JSON schema as response_format, and the object that comes back.
-import { api, clearError, el, showError } from "./common.js";
+import { api, el, runRequest } from "./common.js";
 
 const PATH = "/v1/chat/completions";
 
@@ -64,23 +64,17 @@ export function structuredTab(ctx) {
     return [true, `✓ valid JSON${required.length ? `; required keys present: ${required.join(", ")}` : ""}`];
   }
 
-  async function run() {
-    clearError(error);
-    status.replaceChildren();
-    delete status.dataset.valid;
-    let request;
-    try {
-      request = body();
-      if (!request.model) throw new Error("Pick a chat model first (enter the API key if the server needs one).");
-    } catch (err) {
-      showError(error, err);
-      return;
-    }
+  function build() {
+    const request = body();
+    if (!request.model) throw new Error("Pick a chat model first (enter the API key if the server needs one).");
     parsed.replaceChildren();
     raw.replaceChildren();
-    runButton.disabled = true;
-    status.replaceChildren("running…");
-    try {
+    delete status.dataset.valid;
+    return request;
+  }
+
+  function run() {
+    return runRequest({ build, button: runButton, status, error }, async (request) => {
       const completion = await api(PATH, { method: "POST", body: request });
       const choice = completion.choices[0];
       const content = choice.message.content || "";
@@ -97,12 +91,7 @@ export function structuredTab(ctx) {
       parsed.replaceChildren(JSON.stringify(object, null, 2));
       const [ok, text] = check(object, request);
       setStatus(ok, `${text} · finish: ${choice.finish_reason}`);
-    } catch (err) {
-      status.replaceChildren();
-      showError(error, err);
-    } finally {
-      runButton.disabled = false;
-    }
+    });
   }
 
   runButton.addEventListener("click", () => run());

@@ -1,5 +1,5 @@
 // The Tools tab: a tools array and tool_choice, and the calls the model makes.
-import { api, clearError, el, showError } from "./common.js";
+import { api, el, runRequest } from "./common.js";
 import { parseJson } from "./structured.js";
 
 const PATH = "/v1/chat/completions";
@@ -59,32 +59,22 @@ export function toolsTab(ctx) {
     );
   }
 
-  async function run() {
-    clearError(error);
-    let request;
-    try {
-      request = body();
-      if (!request.model) throw new Error("Pick a chat model first (enter the API key if the server needs one).");
-    } catch (err) {
-      showError(error, err);
-      return;
-    }
+  function build() {
+    const request = body();
+    if (!request.model) throw new Error("Pick a chat model first (enter the API key if the server needs one).");
     result.replaceChildren();
-    runButton.disabled = true;
-    status.replaceChildren("running…");
-    try {
+    return request;
+  }
+
+  function run() {
+    return runRequest({ build, button: runButton, status, error }, async (request) => {
       const completion = await api(PATH, { method: "POST", body: request });
       const first = completion.choices[0];
       const calls = first.message.tool_calls || [];
       status.replaceChildren(`${calls.length} tool call${calls.length === 1 ? "" : "s"} · finish: ${first.finish_reason}`);
       result.append(...calls.map(callView));
       if (first.message.content) result.append(el("h3", {}, "Text"), el("pre", { class: "tool-text" }, first.message.content));
-    } catch (err) {
-      status.replaceChildren();
-      showError(error, err);
-    } finally {
-      runButton.disabled = false;
-    }
+    });
   }
 
   runButton.addEventListener("click", () => run());

@@ -28,7 +28,10 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API marks an asyncio loop as running in this
+# thread for as long as it is started, and every asyncio test after it would fail
+# ("cannot be called from a running event loop").
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian package `chromium`; `make test` installs it, as root)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from types import FrameType
 
 import uvicorn
@@ -70,6 +71,16 @@ class DrainingServer(uvicorn.Server):
         self._drain_task: asyncio.Task[None] | None = None
         self._signalled = False
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # exits the process when it cannot bind
+        if self.should_exit:
+            return
+        settings = self.services.settings
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address in a URL
+        ids = ", ".join(self.services.registry.ids())
+        log.info("serving %s on http://%s:%d/v1", ids, host, settings.port)
+        log.info("playground: http://%s:%d/ui/ (operators' console: /ui/console)", host, settings.port)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._signalled:
             super().handle_exit(sig, frame)
@@ -109,9 +120,5 @@ def run(settings: Settings) -> int:
         access_log=False,  # one faceplate.access line per request, with more in it
         timeout_graceful_shutdown=5,
     )
-    server = DrainingServer(config, services)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # an IPv6 address in a URL
-    log.info("serving %s on http://%s:%d/v1", ", ".join(registry.ids()), host, settings.port)
-    log.info("playground: http://%s:%d/ui/", host, settings.port)
-    server.run()
+    DrainingServer(config, services).run()  # says where it serves once it has bound (startup)
     return 0

@@ -68,3 +68,15 @@ def test_json_access_lines_and_prometheus_metrics(server: ServerProcess, tmp_pat
     assert line["completion_tokens"] == generated and line["prompt_tokens"] > 0 and line["ttft_ms"] > 0
     assert line["key"].startswith("static:") and line["level"] == "info" and line["time"].endswith("Z")
     assert KEY not in server.log() and "lighthouse 4242" not in server.log()
+
+
+def test_start_up_says_what_it_loads_and_where_it_serves_once_bound(server: ServerProcess) -> None:
+    lines = [json.loads(x) for x in server.log().splitlines() if x.strip()]
+    messages = [x["message"] for x in lines]
+    loading = [x for x in lines if x["message"].startswith("loading model 1/1 ")]
+    assert loading and loading[0]["model"] == CHAT and loading[0]["total"] == 1, messages[:10]
+    assert any(m.startswith(f"loaded {CHAT} ") for m in messages)
+    bound = next(i for i, m in enumerate(messages) if m.startswith("Uvicorn running on"))
+    serving = next(i for i, m in enumerate(messages) if m.startswith("serving "))
+    assert serving > bound and f"http://127.0.0.1:{server.port}/v1" in messages[serving]  # said after the bind
+    assert f"http://127.0.0.1:{server.port}/ui/" in messages[serving + 1]

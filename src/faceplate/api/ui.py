@@ -10,6 +10,7 @@ a strict Content-Security-Policy: scripts, styles and connections to this origin
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import PurePath
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -35,24 +36,22 @@ HEADERS = {
 def _assets() -> dict[str, bytes]:
     """Every file of the UI folder by name, read once: the only names ever served."""
     folder = resources.files("faceplate") / "ui"
-    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file() and any(f.name.endswith(ext) for ext in TYPES)}
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file() and PurePath(f.name).suffix in TYPES}
 
 
 def routes(svc: Services) -> list[Route]:
     assets = _assets()
 
-    def serve(name: str, request: Request) -> Response:
-        body = assets.get(name)
-        if body is None:
+    def serve(name: str | None, request: Request) -> Response:
+        if name is None or name not in assets:
             raise NotFound(f"Invalid URL ({request.method} {request.url.path})")
-        media = TYPES[name[name.rindex(".") :]]
-        return Response(body, media_type=media, headers=HEADERS)
+        return Response(assets[name], media_type=TYPES[PurePath(name).suffix], headers=HEADERS)
 
     async def root(request: Request) -> Response:
         return RedirectResponse("/ui/", status_code=307)
 
     async def page(request: Request) -> Response:
-        return serve(PAGES.get(request.path_params.get("page", ""), "-"), request)
+        return serve(PAGES.get(request.path_params.get("page", "")), request)
 
     async def asset(request: Request) -> Response:
         return serve(request.path_params["name"], request)

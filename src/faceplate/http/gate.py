@@ -1,8 +1,8 @@
 """The one place requests are authenticated, before any route runs.
 
 Every path needs an API key except the explicit ``PUBLIC`` allow-list and the static pages
-under ``/ui``; everything under ``/admin`` needs the admin key instead. A route added anywhere is therefore protected
-without anyone remembering a line. The authenticated principal rides in the request's
+under ``/ui``; everything under ``/admin`` needs the admin key instead. A route added anywhere
+is therefore protected without anyone remembering a line. The authenticated principal rides in the request's
 scope (``principal_of``).
 
 With authentication off, the ``Host`` header must name this machine (loopback names, the

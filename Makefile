@@ -11,12 +11,12 @@ ARGS ?=
 # these machines run on Intel CPUs with AMX (whose kernels die with SIGILL under a native
 # build) and on AMD CPUs without AVX-512 (where an AVX-512 build dies with SIGILL), and pip's
 # wheel cache would carry a CPU-specific build from one to the other.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-  -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# The flags live in one file, which scripts/build_llama_server.py reads too.
+LLAMA_CMAKE_ARGS := $(shell cat scripts/llama-cmake-args)
 
 # The steps depend on order (system packages before npm ci), so never run them in parallel.
 .NOTPARALLEL:
-.PHONY: serve test test-fast install system-deps lint bench
+.PHONY: serve test test-fast install system-deps lint bench llama-server
 
 serve: $(STAMP)
 	$(VENV)/bin/faceplate serve $(ARGS)
@@ -55,5 +55,10 @@ lint:
 	$(VENV)/bin/ruff check src tests scripts bench
 	$(VENV)/bin/ruff format --check src tests scripts bench
 
-bench:
+bench: llama-server
 	$(PY) bench/chat_load.py
+
+# llama.cpp's C++ server from the same sources, the benchmark's peer: built once (6-10 min on 2
+# cores) into ~/.cache/faceplate/llama-server-<llama-cpp-python version>/.
+llama-server: $(STAMP)
+	$(PY) scripts/build_llama_server.py

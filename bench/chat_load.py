@@ -95,6 +95,22 @@ def llamacpp(path: Path, threads: int, *, interrupt: bool) -> Server:
     )
 
 
+def llama_server(path: Path, threads: int, n_parallel: int) -> Server:
+    """llama.cpp's own C++ server, built from the llama-cpp-python sources Faceplate runs on
+    (scripts/build_llama_server.py, cached), with unified KV cache slots as its docs advise."""
+    build = Path(__file__).resolve().parents[1] / "scripts" / "build_llama_server.py"
+    binary = subprocess.run([PY, str(build)], check=True, capture_output=True, text=True).stdout.strip()
+    return Server(
+        name="llama-server",
+        label=f"llama-server (-np {n_parallel} -kvu)",
+        argv=[
+            binary, "-m", str(path), "-t", str(threads), "-tb", str(threads), "-np", str(n_parallel), "-kvu",
+            "--host", "127.0.0.1", "--port", "{port}", "--alias", MODEL_ID,
+        ],
+        ready_path="/health",
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- one request
 
 
@@ -535,6 +551,11 @@ def targets(report: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         return m[key] if m else None
 
     ratio("1 client: Faceplate tok/s ÷ raw 1-seq decode", lv(fp, 1, "tok_s"), raw.get(1), 0.90)
+    cpp = by.get("llama-server", {}).get("levels", {})
+    ratio("1 client: Faceplate tok/s ÷ llama-server's", lv(fp, 1, "tok_s"), lv(cpp, 1, "tok_s"), 1.0)
+    ratio("1 client: Faceplate TTFT p50 ÷ llama-server's", lv(fp, 1, "ttft_p50"), lv(cpp, 1, "ttft_p50"), 1.0, le=True)
+    ratio("8 clients: Faceplate tok/s ÷ llama-server's", lv(fp, 8, "tok_s"), lv(cpp, 8, "tok_s"), 1.15)
+    ratio("8 clients: Faceplate tok/s ÷ raw 8-seq ceiling (issue 15's bar)", lv(fp, 8, "tok_s"), raw.get(8), 0.95)
     ratio("8 clients: Faceplate tok/s ÷ llama-cpp-python (non-interrupting)", lv(fp, 8, "tok_s"), lv(peer, 8, "tok_s"), 2.5)
     if raw.get(8) and lv(peer, 8, "tok_s"):
         bound = raw[8] / lv(peer, 8, "tok_s")
@@ -707,7 +728,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--n-parallel", type=int, default=8, help="Faceplate's --n-parallel for the main run")
     ap.add_argument("--wide-n-parallel", type=int, default=32, help="a second Faceplate run with this --n-parallel (0: skip)")
     ap.add_argument("--wide-levels", default="16,32", help="levels for the second Faceplate run")
-    ap.add_argument("--servers", default="faceplate,faceplate-wide,llamacpp-nointerrupt,llamacpp", help="which servers, in order")
+    ap.add_argument(
+        "--servers",
+        default="faceplate,faceplate-wide,llama-server,llamacpp-nointerrupt,llamacpp",
+        help="which servers, in order (llama-server is built once and cached: scripts/build_llama_server.py)",
+    )
     ap.add_argument("--raw-steps", type=int, default=None, help="decode steps per N in the raw ceiling (default 128)")
     ap.add_argument("--skip-raw", action="store_true")
     ap.add_argument("--wait-quiet", type=float, default=120.0, help="wait up to this many s for an idle machine first")
@@ -726,7 +751,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.raw_steps = args.raw_steps or 32
         args.retries = args.retries if args.retries is not None else 0
         if args.servers == ap.get_default("servers"):
-            args.servers = "faceplate,llamacpp-nointerrupt"
+            args.servers = "faceplate,llama-server,llamacpp-nointerrupt"
     args.levels = args.levels or "1,2,4,8,16,32"
     args.duration = args.duration or 20.0
     args.drain_cap = args.drain_cap if args.drain_cap is not None else 15.0
@@ -781,6 +806,8 @@ async def amain(args: argparse.Namespace) -> int:
             plans.append(Plan(llamacpp(path, args.threads, interrupt=False), levels, prefix=True))
         elif key == "llamacpp":
             plans.append(Plan(llamacpp(path, args.threads, interrupt=True), levels, prefix=False))
+        elif key == "llama-server":
+            plans.append(Plan(llama_server(path, args.threads, args.n_parallel), levels, prefix=True))
         elif key != "faceplate-wide":
             raise SystemExit(f"unknown server {key!r}")
 

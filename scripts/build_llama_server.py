@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pip_progress import MAKE, NINJA  # this folder is on sys.path when run as a script
+
 FLAGS = Path(__file__).with_name("llama-cmake-args")
 
 
@@ -37,6 +39,27 @@ def binary_path(version: str) -> Path:
 
 def say(started: float, text: str) -> None:
     print(f"[llama-server {time.monotonic() - started:5.0f}s] {text}", file=sys.stderr, flush=True)
+
+
+def compile_with_progress(argv: list[str], started: float) -> None:
+    """Run the build, saying how far along it is every ~10 % (Ninja's or make's progress lines)."""
+    next_pct, tail = 0, []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail = [*tail[-40:], line]
+            if m := NINJA.match(line):
+                pct = 100 * int(m.group(1)) // max(int(m.group(2)), 1)
+            elif m := MAKE.match(line):
+                pct = int(m.group(1))
+            else:
+                continue
+            if pct >= next_pct:
+                next_pct = pct - pct % 10 + 10
+                say(started, f"  compiling: {pct:3d}%")
+    if proc.returncode:
+        sys.stderr.writelines(tail)
+        raise SystemExit(f"building llama-server failed ({proc.returncode})")
 
 
 def build(version: str, target: Path) -> None:
@@ -64,11 +87,7 @@ def build(version: str, target: Path) -> None:
         subprocess.run(configure, check=True, stdout=subprocess.DEVNULL)
         jobs = str(os.cpu_count() or 2)
         say(started, f"compiling llama-server with {jobs} jobs (about 6-10 min on 2 cores) ...")
-        subprocess.run(
-            ["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", jobs],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        compile_with_progress(["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", jobs], started)
         (built,) = (work / "build").rglob("bin/llama-server")
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")

@@ -81,7 +81,14 @@ def build(version: str, target: Path) -> None:
         flags = shlex.split(FLAGS.read_text())
         say(started, "configuring llama.cpp (cmake) ...")
         configure = ["cmake", "-S", str(src), "-B", str(work / "build"), "-DCMAKE_BUILD_TYPE=Release"]
-        configure += ["-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", *flags]
+        # One static binary: the cache holds a file that runs alone (no libllama*.so beside it).
+        configure += [
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",
+            *flags,
+        ]
         if shutil.which("ninja"):
             configure += ["-G", "Ninja"]
         subprocess.run(configure, check=True, stdout=subprocess.DEVNULL)
@@ -89,6 +96,7 @@ def build(version: str, target: Path) -> None:
         say(started, f"compiling llama-server with {jobs} jobs (about 6-10 min on 2 cores) ...")
         compile_with_progress(["cmake", "--build", str(work / "build"), "--target", "llama-server", "-j", jobs], started)
         (built,) = (work / "build").rglob("bin/llama-server")
+        subprocess.run([str(built), "--version"], check=True, capture_output=True)  # it runs on its own
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
         shutil.copy2(built, partial)

@@ -492,9 +492,10 @@ class Client:
             body["n"] = 2
         return "/chat/completions", body
 
-    def k_hangup_stream(self) -> None:
-        path, body = self.stream_body()
-        after = self.rng.randint(1, 4)
+    @contextlib.contextmanager
+    def open_stream(self, path: str, body: dict[str, Any]) -> Iterator[httpx.Response]:
+        """A streamed POST on its own connection, its status checked; leaving the block unread
+        closes that connection, so the server sees a hang-up."""
         with (
             httpx.Client(base_url=self.server.base_url, headers=AUTH, timeout=REQUEST_TIMEOUT) as h,
             h.stream("POST", path, json=body) as r,
@@ -502,6 +503,12 @@ class Client:
             if r.status_code != 200:
                 r.read()
                 raise by_status(r.status_code, r.headers, r.text)
+            yield r
+
+    def k_hangup_stream(self) -> None:
+        path, body = self.stream_body()
+        after = self.rng.randint(1, 4)
+        with self.open_stream(path, body) as r:
             for seen, obj in enumerate(sse_data(r), 1):
                 if obj == "[DONE]":
                     raise Outcome("ok", 200)  # finished before the hang-up
@@ -522,13 +529,8 @@ class Client:
         if how == "headers":  # (a) a stream closed before its first data event
             path, body = self.stream_body()
             self.variant = f"stream {self.variant}, before 1st event"
-            with (
-                httpx.Client(base_url=self.server.base_url, headers=AUTH, timeout=REQUEST_TIMEOUT) as h,
-                h.stream("POST", path, json=body) as r,
-            ):
-                if r.status_code != 200:
-                    r.read()
-                    raise by_status(r.status_code, r.headers, r.text)
+            with self.open_stream(path, body):
+                pass
             raise Outcome("hangup", 200, "after the headers")
         if how == "timeout":  # (b) a non-streamed call given up after a short read timeout
             which = self.rng.choice(["chat", "chat_n2", "embed_batch", "responses", "completions"])

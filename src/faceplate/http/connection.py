@@ -79,7 +79,10 @@ def client_protocol(*, header_timeout_s: float, max_header_count: int, max_heade
                 self._unparsed += len(data)
             super().data_received(data)
             if not self._in_body and self._unparsed > max_header_bytes + slack and not self.transport.is_closing():
-                self._refuse(headers_too_large(0, self._unparsed, max_count=max_header_count, max_bytes=max_header_bytes))
+                self._refuse(
+                    headers_too_large(0, self._unparsed, max_count=max_header_count, max_bytes=max_header_bytes)
+                    or HeadersTooLarge("Request header fields too large.")  # never None past the byte limit
+                )
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -133,9 +136,9 @@ def client_protocol(*, header_timeout_s: float, max_header_count: int, max_heade
             plain-text 400, here OpenAI's envelope)."""
             self._refuse(self._refusal or InvalidRequest(f"{msg} {_HTTP_HINT}"))
 
-        def _refuse(self, exc: FaceplateError | None) -> None:
+        def _refuse(self, exc: FaceplateError) -> None:
             self._disarm()
-            if exc is None or not (self.cycle is None or self.cycle.response_complete):
+            if not (self.cycle is None or self.cycle.response_complete):
                 self.transport.close()  # an answer is under way on this connection: cut it
                 return
             self.transport.write(raw_response(exc))

@@ -133,7 +133,22 @@ class Rec:
 
 
 async def stream_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any], rec: Rec) -> None:
-    """One streaming chat request; minimal SSE parsing (one json.loads per event)."""
+    """One streaming chat request; minimal SSE parsing (one json.loads per event). A kept-alive
+    connection the server closed while idle fails before any byte ("Server disconnected without
+    sending a response"): that is the client's race, not the server's error, so it is sent again
+    once on a fresh connection, as HTTP clients do for idempotent requests."""
+    for attempt in range(2):
+        try:
+            await _stream_once(client, url, body, rec)
+            return
+        except httpx.RemoteProtocolError as exc:  # raised only when nothing had arrived
+            if attempt:
+                rec.error = f"{type(exc).__name__}: {exc}"[:200]
+                rec.end = time.perf_counter()
+                return
+
+
+async def _stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any], rec: Rec) -> None:
     loads, clock = json.loads, time.perf_counter
     try:
         async with client.stream("POST", url, json=body) as resp:
@@ -164,6 +179,11 @@ async def stream_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any],
     except asyncio.CancelledError:
         rec.cancelled = True
         raise
+    except httpx.RemoteProtocolError:
+        if not rec.times and not rec.done:
+            raise  # nothing arrived: stream_chat may send it again
+        if not rec.done:
+            rec.error = "RemoteProtocolError: the server closed the stream before its end"
     except Exception as exc:  # noqa: BLE001 - every failure is a counted error
         if not rec.done:  # after data: [DONE] the answer is complete, however the connection ends
             rec.error = f"{type(exc).__name__}: {exc}"[:200]

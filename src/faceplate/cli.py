@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch-invariant decoding: seeded output is the same alone or batched (slower; FACEPLATE_DETERMINISTIC)",
     )
     serve.add_argument(
+        "--prompt-cache-mib",
+        type=int,
+        help="host memory per chat model for prompts whose slot went to another request (default 2048; 0: off; "
+        "FACEPLATE_PROMPT_CACHE_MIB)",
+    )
+    serve.add_argument(
         "--responses-ignore-unsupported-tools",
         action="store_true",
         default=None,
@@ -121,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
         "allow_insecure": args.allow_insecure,
         "allowed_hosts": args.allowed_host or [],
         "deterministic": args.deterministic,
+        "prompt_cache_mib": args.prompt_cache_mib,
         "compat": args.compat,
         "responses_ignore_unsupported_tools": args.responses_ignore_unsupported_tools,
         "responses_retention_days": args.responses_retention_days,

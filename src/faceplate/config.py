@@ -175,6 +175,11 @@ class Settings(BaseModel):
         description="lenient: unknown fields and top_k/min_p/repetition_penalty accepted; strict: answer exactly as OpenAI "
         "does, refusals included (per request: header x-faceplate-compat)",
     )
+    prompt_cache_mib: int = Field(
+        2048,
+        ge=0,
+        description="host memory per chat model for the KV state of prompts whose slot went to another request (0: off)",
+    )
     deterministic: bool = Field(
         False,
         description="batch-invariant decoding: a seeded request gives the same output alone or batched, at a speed cost",

@@ -41,7 +41,7 @@ THREADS = max(1, min(4, os.cpu_count() or 1))
 TIMEOUT_S = 120  # a stuck job fails the test instead of hanging the run
 
 REPETITIVE = "I like apples. I like apples. I like"
-# Long enough (> prefix.MIN_SHARED_PREFIX_TO_COPY tokens) for the prefix cache to take it.
+# Long enough (>= prompt_cache.MIN_TOKENS tokens) for the host prompt cache to take it.
 LONG_PROMPT = (
     "The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a single step. "
     "All that glitters is not gold. Once upon a time, in a land far away, there lived"

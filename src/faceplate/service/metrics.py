@@ -15,6 +15,7 @@ dashboards built for vLLM or llama-server need only the prefix changed:
 - read from the engines at each scrape: ``faceplate:num_requests_running{model}`` (sequences),
   ``faceplate:num_requests_waiting{model}``, ``faceplate:num_batch_requests_running{model}``,
   ``faceplate:prefix_cache_hit_tokens_total{model}``, ``faceplate:prompt_tokens_processed_total{model}``,
+  ``faceplate:host_prompt_cache_bytes{model}``, ``faceplate:host_prompt_cache_hits_total{model}``,
   ``faceplate:engine_steps_total{model}``, ``faceplate:engine_step_seconds_total{model}``
   (mean step time = the rate of the second over the first).
 
@@ -41,6 +42,8 @@ _ENGINE = {
     "batch_sequences": ("faceplate:num_batch_requests_running", "gauge", "Sequences of Batch API lines generating now."),
     "prompt_tokens_reused": ("faceplate:prefix_cache_hit_tokens", "counter", "Prompt tokens served from the prefix cache."),
     "prompt_tokens": ("faceplate:prompt_tokens_processed", "counter", "Prompt tokens the engine was given."),
+    "prompt_cache_bytes": ("faceplate:host_prompt_cache_bytes", "gauge", "Host memory held by the prompt cache."),
+    "prompt_cache_hits": ("faceplate:host_prompt_cache_hits", "counter", "Prompts loaded from the host prompt cache."),
     "steps": ("faceplate:engine_steps", "counter", "Engine steps (forward passes) run."),
     "step_seconds": ("faceplate:engine_step_seconds", "counter", "Seconds spent in engine steps."),
     "active_requests": ("faceplate:num_requests_running", "gauge", "Requests being embedded now."),

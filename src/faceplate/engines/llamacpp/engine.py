@@ -65,6 +65,7 @@ class LlamaCppEngine:
             max_queue=self.max_jobs,
             deterministic=settings.deterministic,
             batch_slots=settings.batch_slots,
+            prompt_cache_bytes=settings.prompt_cache_mib << 20,
         )
         special = {
             "bos_token": self.model.special_piece(self.model.bos) if self.model.bos >= 0 else "",

@@ -3,9 +3,10 @@
 Each step the thread
 1. takes new jobs and cancellations from the asyncio side,
 2. admits waiting jobs into free slots (one slot = one llama.cpp sequence = one choice),
-   reusing the longest cached prefix it can find: interactive jobs first, in arrival order;
-   a batch job only while no interactive job waits and batch work holds fewer than
-   ``batch_slots`` slots (so a client never waits behind a Batch API line for a slot),
+   reusing the longest cached prefix it can find (a slot's, or the host prompt cache's):
+   interactive jobs first, in arrival order; a batch job only while no interactive job waits
+   and batch work holds fewer than ``batch_slots`` slots (so a client never waits behind a
+   Batch API line for a slot),
 3. builds one ``llama_batch``: one token for every decoding sequence, then prompt
    chunks for prefilling ones (bounded, so a long prompt does not freeze streams;
    interactive prompts first, batch prompts only in a step with none),
@@ -39,7 +40,8 @@ from faceplate.engines.llamacpp.grammar import SequenceGrammar
 from faceplate.engines.llamacpp.job import Job, JobStream
 from faceplate.engines.llamacpp.logprobs import token_logprob
 from faceplate.engines.llamacpp.model import LlamaModel
-from faceplate.engines.llamacpp.prefix import take_prefix
+from faceplate.engines.llamacpp.prefix import pack, take_prefix
+from faceplate.engines.llamacpp.prompt_cache import HostPromptCache, copy_sequence
 from faceplate.engines.llamacpp.request import TokenRequest
 from faceplate.engines.llamacpp.sampling import SamplerChain
 from faceplate.engines.llamacpp.slot import Counters, Slot
@@ -64,6 +66,7 @@ class Scheduler:
         prefill_chunk: int = 128,
         deterministic: bool = False,
         batch_slots: int | None = None,
+        prompt_cache_bytes: int = 0,
     ) -> None:
         self.model = model
         self.ctx = ctx
@@ -79,6 +82,7 @@ class Scheduler:
         self._threads = (int(L.llama_n_threads(ctx)), int(L.llama_n_threads_batch(ctx)))
         self._lone_threads = self._threads[0]
         self.counters = Counters()
+        self.host_cache = HostPromptCache(prompt_cache_bytes)
         self._cond = threading.Condition()
         self._inbox: deque[Job] = deque()
         self._waiting: deque[Job] = deque()
@@ -163,6 +167,7 @@ class Scheduler:
             "batch_slots": self.batch_slots,
             "max_queue": self.max_queue,
             **self.counters.__dict__,
+            **self.host_cache.stats(),
         }
 
     # ------------------------------------------------------------------ scheduler thread
@@ -191,6 +196,8 @@ class Scheduler:
         outbox: Outbox = {}
         try:
             self._admit(outbox)
+            if pack(self.ctx, self.mem, self.slots, self.host_cache):
+                self.counters.sequences_moved += 1
             if self.batch.fill(self.slots):
                 self._set_threads(self.batch.threads_for_lone_tokens(self._threads[0]))
                 began = time.perf_counter()
@@ -295,7 +302,7 @@ class Scheduler:
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         prompt = list(job.request.tokens)
-        leader, reused = take_prefix(self.mem, self.slots, free, prompt)
+        leader, reused = take_prefix(self.ctx, self.mem, self.slots, free, prompt, self.host_cache)
         self.counters.prompt_tokens += len(prompt)
         self.counters.prompt_tokens_reused += reused
         job.cached_tokens = reused
@@ -331,8 +338,7 @@ class Scheduler:
             followers = [f for f in self.slots if f.follower_of is s]
             for f in followers:
                 # n > 1: the prompt was prefilled once, in the leader's stream; copy it over.
-                L.llama_memory_seq_rm(self.mem, f.seq, -1, -1)
-                L.llama_memory_seq_cp(self.mem, s.seq, f.seq, -1, -1)
+                copy_sequence(self.ctx, self.mem, s.seq, f.seq)
                 f.cache, f.follower_of = s.cache[:], None
             try:
                 # Logprobs come from the model's own distribution: a grammar masks the row in place,

@@ -51,6 +51,7 @@ class Counters:
     prompt_tokens_reused: int = 0
     generated_tokens: int = 0
     steps: int = 0
+    sequences_moved: int = 0  # running sequences moved down to keep them packed from 0 (prefix.pack)
     step_seconds: float = 0.0  # in llama_decode and sampling
 
 

@@ -73,6 +73,9 @@ export class EnginesPanel {
   chatRow(id, s, at) {
     const tps = this.rate(id, "generated_tokens", s, at);
     const reused = s.prompt_tokens ? ` (${fmt(s.prompt_tokens_reused)}, ${Math.round((100 * (s.prompt_tokens_reused || 0)) / s.prompt_tokens)}%)` : "";
+    const host = s.prompt_cache_entries
+      ? ` · host cache: ${fmt(s.prompt_cache_entries)} prompts, ${Math.round((s.prompt_cache_bytes || 0) / 1048576)} MiB, ${fmt(s.prompt_cache_hits)} loaded`
+      : "";
     const batch = s.batch_sequences ? ` + ${fmt(s.batch_sequences)} batch` : "";
     const queuedBatch = s.queued_batch_requests ? ` + ${fmt(s.queued_batch_requests)} batch` : "";
     return el(
@@ -83,7 +86,7 @@ export class EnginesPanel {
       cell("running", el("span", { class: "num", dataset: { value: s.running_sequences ?? 0 } }, fmt(s.running_sequences)), ` / ${fmt(s.n_parallel)}${batch}`),
       cell("queued", el("span", { class: "num", dataset: { value: s.queued_requests ?? 0 } }, fmt(s.queued_requests)), queuedBatch),
       cell("rate", el("span", { class: "num", dataset: { value: tps === null ? "" : tps.toFixed(2) } }, tps === null ? "…" : tps.toFixed(1))),
-      cell("prompt", fmt(s.prompt_tokens), reused),
+      cell("prompt", fmt(s.prompt_tokens), reused, host),
       cell("generated", fmt(s.generated_tokens)),
       cell("done", `${fmt(s.completed)} / ${fmt(s.failed)}`),
     );

@@ -4,13 +4,13 @@ and answers exactly as it did when it was prefilled."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from faceplate.engines.base import TextDelta
-from tests.unit.test_scheduler import LONG_PROMPT, MODEL_PATH, N_BATCH, N_CTX, THREADS, collect, request, tokenize
+from tests.unit.test_scheduler import LONG_PROMPT, MODEL_PATH, collect, request, tokenize
 
 if TYPE_CHECKING:
     from faceplate.engines.llamacpp.model import LlamaModel
@@ -24,40 +24,6 @@ OTHER_PROMPT = (
 )
 
 
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    from faceplate.engines.llamacpp.model import LlamaModel
-
-    m = LlamaModel(str(MODEL_PATH))
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make(model: LlamaModel) -> Iterator[Callable[..., Scheduler]]:
-    import llama_cpp as L
-
-    from faceplate.engines.llamacpp.model import ContextSettings
-    from faceplate.engines.llamacpp.scheduler import Scheduler
-
-    made: list[tuple[Scheduler, Any]] = []
-
-    def build(cache_bytes: int, n_parallel: int = 1) -> Scheduler:
-        cs = ContextSettings(n_ctx_per_seq=N_CTX, n_parallel=n_parallel, n_batch=N_BATCH, n_threads=THREADS)
-        ctx = model.new_context(cs)
-        s = Scheduler(
-            model, ctx, n_parallel=n_parallel, n_ctx_per_seq=N_CTX, n_batch=N_BATCH, max_queue=8, prompt_cache_bytes=cache_bytes
-        )
-        made.append((s, ctx))
-        s.start()
-        return s
-
-    yield build
-    for s, ctx in made:
-        s.stop()
-        L.llama_free(ctx)
-
-
 async def _answer(s: Scheduler, tokens: list[int], **params: Any) -> tuple[str, int]:
     out = await collect(s.submit(request(tokens, **{"max_tokens": 12, **params})))
     return out.text.get(0, ""), out.finished[0].cached_tokens
@@ -65,10 +31,10 @@ async def _answer(s: Scheduler, tokens: list[int], **params: Any) -> tuple[str, 
 
 @pytest.mark.parametrize("params", [{}, {"temperature": 1.0, "seed": 7}], ids=["greedy", "seeded"])
 async def test_an_evicted_prompt_comes_back_from_host_memory(
-    model: LlamaModel, make: Callable[..., Scheduler], params: dict[str, Any]
+    model: LlamaModel, make_scheduler: Callable[..., Scheduler], params: dict[str, Any]
 ) -> None:
     a, b = tokenize(model, LONG_PROMPT), tokenize(model, OTHER_PROMPT)
-    s = make(64 << 20)  # one slot: B takes A's slot, so A's KV survives only in the host cache
+    s = make_scheduler(1, prompt_cache_bytes=64 << 20)  # one slot: B takes A's slot, so A's KV survives only in the host cache
     first, cached = await _answer(s, a, **params)
     assert cached == 0
     await _answer(s, b, **params)
@@ -80,32 +46,34 @@ async def test_an_evicted_prompt_comes_back_from_host_memory(
     assert stats["prompt_cache_saved"] >= 1 and 0 < stats["prompt_cache_bytes"] <= 64 << 20
 
 
-async def test_a_partly_shared_prompt_restores_only_the_shared_part(model: LlamaModel, make: Callable[..., Scheduler]) -> None:
+async def test_a_partly_shared_prompt_restores_only_the_shared_part(
+    model: LlamaModel, make_scheduler: Callable[..., Scheduler]
+) -> None:
     a = tokenize(model, LONG_PROMPT)
     c = a[:40] + tokenize(model, " and then, without a word, the")[1:]  # drop the second BOS
-    cached_run = make(64 << 20)
+    cached_run = make_scheduler(1, prompt_cache_bytes=64 << 20)
     await _answer(cached_run, a)
     await _answer(cached_run, tokenize(model, OTHER_PROMPT))
     text, cached = await _answer(cached_run, c)
-    fresh, fresh_cached = await _answer(make(0), c)
+    fresh, fresh_cached = await _answer(make_scheduler(1, prompt_cache_bytes=0), c)
     assert cached == 40 and fresh_cached == 0
     assert text == fresh
 
 
-async def test_off_at_zero_and_bounded_by_its_bytes(model: LlamaModel, make: Callable[..., Scheduler]) -> None:
+async def test_off_at_zero_and_bounded_by_its_bytes(model: LlamaModel, make_scheduler: Callable[..., Scheduler]) -> None:
     a, b = tokenize(model, LONG_PROMPT), tokenize(model, OTHER_PROMPT)
-    off = make(0)
+    off = make_scheduler(1, prompt_cache_bytes=0)
     for p in (a, b, a):
         _, cached = await _answer(off, p)
     assert cached == 0 and off.stats()["prompt_cache_entries"] == 0
 
-    probe = make(64 << 20)
+    probe = make_scheduler(1, prompt_cache_bytes=64 << 20)
     await _answer(probe, a)
     await _answer(probe, b)
     one_entry = probe.stats()["prompt_cache_bytes"]  # A's state, as saved when B took its slot
     assert one_entry > 0
 
-    small = make(one_entry + one_entry // 2)  # room for one entry, not two
+    small = make_scheduler(1, prompt_cache_bytes=one_entry + one_entry // 2)  # room for one entry, not two
     third = tokenize(model, "Three green parrots sat on a wire above the market, arguing loudly about " * 2)
     for p in (a, b, third):
         await _answer(small, p)
@@ -117,36 +85,38 @@ async def test_off_at_zero_and_bounded_by_its_bytes(model: LlamaModel, make: Cal
     assert cached == 0
 
 
-async def test_the_same_prompt_is_held_once(model: LlamaModel, make: Callable[..., Scheduler]) -> None:
+async def test_the_same_prompt_is_held_once(model: LlamaModel, make_scheduler: Callable[..., Scheduler]) -> None:
     a, b = tokenize(model, LONG_PROMPT), tokenize(model, OTHER_PROMPT)
-    s = make(64 << 20)
+    s = make_scheduler(1, prompt_cache_bytes=64 << 20)
     for p in (a, b, a, b, a, b):
         await _answer(s, p, max_tokens=1)
     # Each eviction saves the slot's prompt; one already held (or held as a longer one) is not copied again.
     assert s.stats()["prompt_cache_entries"] == 2
 
 
-async def test_a_short_shared_start_is_copied_from_a_busy_slot(model: LlamaModel, make: Callable[..., Scheduler]) -> None:
+async def test_a_short_shared_start_is_copied_from_a_busy_slot(
+    model: LlamaModel, make_scheduler: Callable[..., Scheduler]
+) -> None:
     """A chat template's header (a dozen tokens) is copied from the sequence that holds it, here
     one still generating, rather than prefilled again; the answer is the one a fresh context gives."""
     a = tokenize(model, LONG_PROMPT)
     c = a[:12] + tokenize(model, " a cat who could not sleep, and every night she")[1:]
-    s = make(0, n_parallel=2)
+    s = make_scheduler(2, prompt_cache_bytes=0)
     running = s.submit(request(a, max_tokens=40))
     first = await anext(aiter(running))  # A is prefilled and decoding in slot 0
     assert isinstance(first, TextDelta)
     text, cached = await _answer(s, c)
     await collect(running)
     assert cached == 12
-    fresh, _ = await _answer(make(0), c)
+    fresh, _ = await _answer(make_scheduler(1, prompt_cache_bytes=0), c)
     assert text == fresh
 
 
-async def test_running_sequences_stay_packed_from_zero(model: LlamaModel, make: Callable[..., Scheduler]) -> None:
+async def test_running_sequences_stay_packed_from_zero(model: LlamaModel, make_scheduler: Callable[..., Scheduler]) -> None:
     """llama.cpp decodes only consecutive sequence ids in one micro-batch, so a new request takes
     the lowest free sequence even when another free one holds its prompt (which is copied over)."""
     a, b = tokenize(model, LONG_PROMPT), tokenize(model, OTHER_PROMPT)
-    s = make(0, n_parallel=3)
+    s = make_scheduler(3, prompt_cache_bytes=0)
     running = s.submit(request(a, max_tokens=40))
     await anext(aiter(running))  # A decodes in seq 0 ...
     b_text, _ = await _answer(s, b)  # ... so B goes to seq 1
@@ -161,16 +131,16 @@ async def test_running_sequences_stay_packed_from_zero(model: LlamaModel, make: 
 
 
 async def test_a_gap_in_the_middle_is_closed_and_the_answers_are_unchanged(
-    model: LlamaModel, make: Callable[..., Scheduler]
+    model: LlamaModel, make_scheduler: Callable[..., Scheduler]
 ) -> None:
     """When the sequence in the middle finishes, the one above it moves down into its place; every
     answer is the one it gives alone."""
     x, z = tokenize(model, LONG_PROMPT), tokenize(model, OTHER_PROMPT)
     y = tokenize(model, "Count from one to ten: one, two,")
-    alone = make(0)
+    alone = make_scheduler(1, prompt_cache_bytes=0)
     solo_x, _ = await _answer(alone, x, max_tokens=50)
     solo_z, _ = await _answer(alone, z, max_tokens=50)
-    s = make(0, n_parallel=3)
+    s = make_scheduler(3, prompt_cache_bytes=0)
     streams, firsts = [], []
     for prompt, n in ((x, 50), (y, 8), (z, 50)):  # seqs 0, 1, 2; y ends first and leaves seq 1 free
         streams.append(s.submit(request(prompt, max_tokens=n)))

@@ -7,7 +7,6 @@ vocabulary, whatever the speed work on the per-token path does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp as L
@@ -19,13 +18,6 @@ from faceplate.engines.llamacpp.model import ContextSettings, LlamaModel
 from faceplate.engines.llamacpp.sampling import SamplerChain
 
 pytestmark = pytest.mark.skipif(bundled_chat_model_path() is None, reason="the bundled chat model is not installed")
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    m = LlamaModel(str(bundled_chat_model_path()))
-    yield m
-    m.close()
 
 
 def names(chain: SamplerChain) -> list[str]:

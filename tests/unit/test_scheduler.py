@@ -14,7 +14,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,42 +52,10 @@ LONG_PROMPT = (
 
 
 @pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    from faceplate.engines.llamacpp.model import LlamaModel
-
-    m = LlamaModel(str(MODEL_PATH))
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
 def compiler(model: LlamaModel) -> Any:
     from faceplate.engines.llamacpp.grammar import GrammarCompiler
 
     return GrammarCompiler(model)
-
-
-@pytest.fixture
-def make_scheduler(model: LlamaModel) -> Iterator[Callable[..., Scheduler]]:
-    import llama_cpp as L
-
-    from faceplate.engines.llamacpp.model import ContextSettings
-    from faceplate.engines.llamacpp.scheduler import Scheduler
-
-    made: list[tuple[Scheduler, Any]] = []
-
-    def make(n_parallel: int = 2, *, start: bool = True) -> Scheduler:
-        ctx = model.new_context(ContextSettings(n_ctx_per_seq=N_CTX, n_parallel=n_parallel, n_batch=N_BATCH, n_threads=THREADS))
-        s = Scheduler(model, ctx, n_parallel=n_parallel, n_ctx_per_seq=N_CTX, n_batch=N_BATCH, max_queue=8)
-        made.append((s, ctx))
-        if start:
-            s.start()
-        return s
-
-    yield make
-    for s, ctx in made:
-        s.stop()
-        L.llama_free(ctx)
 
 
 def request(tokens: list[int] | tuple[int, ...], *, n: int = 1, grammar: Any = None, **params: Any) -> Any:

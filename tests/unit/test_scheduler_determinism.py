@@ -8,7 +8,6 @@ and the kernels round differently. These tests pin both halves of the README's c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import llama_cpp as L
 import pytest
@@ -27,13 +26,6 @@ LONG = (
     "drifts away, and the journey begins. Continue the story in detail.<|im_end|>\n<|im_start|>assistant\n"
 )
 SHORT = "<|im_start|>user\nWrite a poem about the sea.<|im_end|>\n<|im_start|>assistant\n"
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[LlamaModel]:
-    m = LlamaModel(str(bundled_chat_model_path()))
-    yield m
-    m.close()
 
 
 def run(model: LlamaModel, requests: list[TokenRequest], *, deterministic: bool, repeat_first: bool = False) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,38 +27,6 @@ pytestmark = [
 
 N_CTX = 128
 TIMEOUT_S = 120
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Any]:
-    from faceplate.engines.llamacpp.model import LlamaModel
-
-    m = LlamaModel(str(MODEL_PATH))
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make_scheduler(model: Any) -> Iterator[Callable[..., Any]]:
-    import llama_cpp as L
-
-    from faceplate.engines.llamacpp.model import ContextSettings
-    from faceplate.engines.llamacpp.scheduler import Scheduler
-
-    made: list[tuple[Any, Any]] = []
-
-    def make(n_parallel: int, *, batch_slots: int | None = None, max_queue: int = 8) -> Any:
-        ctx = model.new_context(ContextSettings(n_ctx_per_seq=N_CTX, n_parallel=n_parallel, n_batch=128, n_threads=2))
-        s = Scheduler(
-            model, ctx, n_parallel=n_parallel, n_ctx_per_seq=N_CTX, n_batch=128, max_queue=max_queue, batch_slots=batch_slots
-        )
-        made.append((s, ctx))
-        return s
-
-    yield make
-    for s, ctx in made:
-        s.stop()
-        L.llama_free(ctx)
 
 
 def job(model: Any, text: str, *, tokens: int = 4, n: int = 1) -> Any:
@@ -85,7 +53,7 @@ def first(seen: list[tuple[str, str]], name: str, kind: str) -> int:
 
 
 async def test_interactive_job_is_admitted_before_batch_jobs_queued_earlier(model: Any, make_scheduler: Any) -> None:
-    s = make_scheduler(1)
+    s = make_scheduler(1, n_ctx=N_CTX, n_batch=128, start=False)
     streams = {
         "batch_a": s.submit(job(model, "One"), "batch"),
         "batch_b": s.submit(job(model, "Two"), "batch"),
@@ -98,7 +66,7 @@ async def test_interactive_job_is_admitted_before_batch_jobs_queued_earlier(mode
 
 
 async def test_batch_jobs_hold_at_most_batch_slots_and_leave_the_rest_to_clients(model: Any, make_scheduler: Any) -> None:
-    s = make_scheduler(3, batch_slots=1)
+    s = make_scheduler(3, n_ctx=N_CTX, n_batch=128, start=False, batch_slots=1)
     streams = {
         "batch_a": s.submit(job(model, "One", tokens=6), "batch"),
         "batch_b": s.submit(job(model, "Two", tokens=6), "batch"),
@@ -116,7 +84,7 @@ async def test_batch_jobs_hold_at_most_batch_slots_and_leave_the_rest_to_clients
 
 
 async def test_a_lone_batch_job_wider_than_the_cap_still_runs(model: Any, make_scheduler: Any) -> None:
-    s = make_scheduler(2, batch_slots=1)
+    s = make_scheduler(2, n_ctx=N_CTX, n_batch=128, start=False, batch_slots=1)
     stream = s.submit(job(model, "Hello", n=2), "batch")
     s.start()
     seen = await record({"wide": stream})
@@ -124,7 +92,7 @@ async def test_a_lone_batch_job_wider_than_the_cap_still_runs(model: Any, make_s
 
 
 async def test_batch_and_interactive_queues_are_separate(model: Any, make_scheduler: Any) -> None:
-    s = make_scheduler(1, max_queue=1)  # not started: everything stays queued
+    s = make_scheduler(1, n_ctx=N_CTX, n_batch=128, start=False, max_queue=1)  # not started: everything stays queued
     queued = [s.submit(job(model, "One"), "batch")]
     with pytest.raises(Overloaded):
         s.submit(job(model, "Two"), "batch")

@@ -150,3 +150,51 @@ async def test_a_gap_in_the_middle_is_closed_and_the_answers_are_unchanged(
     assert s.stats()["sequences_moved"] >= 1
     assert firsts[0].text + out_x.text[0] == solo_x
     assert firsts[2].text + out_z.text[0] == solo_z
+
+
+def test_least_recently_used_out_first_within_bytes_and_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's bookkeeping alone, over a stand-in for llama.cpp's state API: bytes and entry
+    count stay bounded, the least recently used goes first, a hit makes an entry recent."""
+    import types
+
+    from faceplate.engines.llamacpp import prompt_cache as pc
+
+    states: dict[int, bytes] = {}
+    loaded: dict[int, bytes] = {}
+
+    def get_data(ctx: Any, dst: Any, size: int, seq: int) -> int:
+        dst[:size] = states[seq][:size]
+        return size
+
+    def set_data(ctx: Any, src: Any, size: int, seq: int) -> int:
+        loaded[seq] = bytes(src[:size])
+        return size
+
+    fake = types.SimpleNamespace(
+        llama_state_seq_get_size=lambda ctx, seq: len(states[seq]),
+        llama_state_seq_get_data=get_data,
+        llama_state_seq_set_data=set_data,
+        llama_memory_seq_rm=lambda mem, seq, p0, p1: True,
+    )
+    monkeypatch.setattr(pc, "L", fake)
+    cache = pc.HostPromptCache(max_bytes=3000)
+    prompts = [[i] * 40 for i in range(1, 6)]
+    for i, p in enumerate(prompts[:3]):
+        states[0] = bytes([i]) * 1000
+        cache.save(None, 0, p)
+    assert cache.stats()["prompt_cache_entries"] == 3 and cache.stats()["prompt_cache_bytes"] == 3000
+    entry, held = cache.best(prompts[0] + [9])
+    assert entry is not None and held == 40
+    assert cache.restore(None, None, 5, entry, 39) and loaded[5] == bytes([0]) * 1000  # prompt 1 is now recent
+    states[0] = bytes([3]) * 1000
+    cache.save(None, 0, prompts[3])  # room for it: out goes prompt 2, the least recently used
+    assert cache.best(prompts[1])[1] == 0 and cache.best(prompts[0])[1] == 40
+    assert cache.stats()["prompt_cache_bytes"] == 3000
+
+    many = pc.HostPromptCache(max_bytes=1 << 30)
+    monkeypatch.setattr(pc, "MAX_ENTRIES", 4)
+    for i in range(10):
+        states[0] = b"x" * 10
+        many.save(None, 0, [100 + i] * 40)
+    assert many.stats()["prompt_cache_entries"] == 4
+    assert many.best([109] * 40)[1] == 40 and many.best([105] * 40)[1] == 0

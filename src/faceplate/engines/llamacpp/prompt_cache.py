@@ -23,6 +23,9 @@ import numpy as np
 
 # Below this many tokens a prefill costs about what saving and restoring does.
 MIN_TOKENS = 32
+# ``best`` compares the prompt with every entry (numpy, a few µs each) on the scheduler thread,
+# between two decode steps: the count is bounded as well as the bytes.
+MAX_ENTRIES = 256
 
 
 @dataclass(eq=False)
@@ -98,7 +101,7 @@ class HostPromptCache:
         size = int(L.llama_state_seq_get_size(ctx, seq))
         if size <= 0 or size > self.max_bytes:
             return
-        while self._bytes + size > self.max_bytes:
+        while self._entries and (self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES):
             self._drop(next(iter(self._entries)))
         state = (ctypes.c_uint8 * size)()
         if int(L.llama_state_seq_get_data(ctx, state, size, seq)) != size:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Debian packages the tests use: PostgreSQL and Redis (tests start their own on loopback),
-# Chromium (browser tests, driven by Playwright), Node.js and npm (tests/node). Installs the
+# nginx (replicas behind deploy/nginx.conf), Chromium (browser tests, driven by Playwright),
+# Node.js and npm (tests/node). Installs the
 # missing ones with apt-get as root, or through sudo when it needs no password; otherwise it
 # says what to install and carries on: the tests that need a missing package skip, saying why.
 # SYSTEM_DEPS_STRICT=1 (CI) makes a failed install an error instead.
@@ -9,6 +10,7 @@ set -uo pipefail
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)  # a Node.js from elsewhere (nodesource) brings its own

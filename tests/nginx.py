@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.serverproc import ServerProcess, free_port
+from tests.serverproc import ServerProcess, free_port, launch
 
 DEPLOY_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
 
@@ -54,19 +52,6 @@ http {{
 }}
 """
     )
-    log = work / "nginx.out"
-    with open(log, "wb") as out:
-        argv = [binary, "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")]
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    server = ServerProcess(proc, port, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited with {proc.returncode}:\n{log.read_text()}\n{(work / 'error.log').read_text()}")
-        try:
-            httpx.get(f"{server.root}/health/live", timeout=2)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError("nginx did not start")
+    argv = [binary, "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")]
+    # Ready when /health answers 200 through it, i.e. once it listens and reaches a replica.
+    return launch(argv, port, work / "nginx.out", env=dict(os.environ), timeout=timeout)

@@ -26,6 +26,8 @@ MIN_TOKENS = 32
 # ``best`` compares the prompt with every entry (numpy, a few µs each) on the scheduler thread,
 # between two decode steps: the count is bounded as well as the bytes.
 MAX_ENTRIES = 256
+# copy_sequence uses the state API for sequences up to this fraction of a KV stream (bench/kv_copy.py).
+STATE_COPY_SHARE = 5
 
 
 @dataclass(eq=False)
@@ -36,17 +38,21 @@ class Entry:
 
 
 def copy_sequence(ctx: Any, mem: Any, src: int, dst: int) -> None:
-    """Make sequence ``dst`` a copy of ``src`` (both in this context).
+    """Make sequence ``dst`` a copy of ``src`` (both in this context), the cheaper way.
 
     ``llama_memory_seq_cp`` between KV streams copies the whole stream at the next decode (188 MB
-    for 8192 cells of SmolLM2-135M); through the state API only the used cells move."""
+    for 8192 cells of SmolLM2-135M: 25-40 ms whatever the length); the state API moves only the
+    used cells, out and back in (~20 ms for 1,000 tokens). bench/kv_copy.py puts the crossover
+    near a fifth of the stream, so longer sequences take the stream copy."""
     L.llama_memory_seq_rm(mem, dst, -1, -1)
-    size = int(L.llama_state_seq_get_size(ctx, src))
-    state = (ctypes.c_uint8 * size)()
-    if size and int(L.llama_state_seq_get_data(ctx, state, size, src)) == size:
-        if int(L.llama_state_seq_set_data(ctx, state, size, dst)) == size:
-            return
-        L.llama_memory_seq_rm(mem, dst, -1, -1)
+    held = int(L.llama_memory_seq_pos_max(mem, src)) + 1
+    if held <= int(L.llama_n_ctx_seq(ctx)) // STATE_COPY_SHARE:
+        size = int(L.llama_state_seq_get_size(ctx, src))
+        state = (ctypes.c_uint8 * size)()
+        if size and int(L.llama_state_seq_get_data(ctx, state, size, src)) == size:
+            if int(L.llama_state_seq_set_data(ctx, state, size, dst)) == size:
+                return
+            L.llama_memory_seq_rm(mem, dst, -1, -1)
     L.llama_memory_seq_cp(mem, src, dst, -1, -1)
 
 

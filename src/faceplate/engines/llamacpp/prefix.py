@@ -33,11 +33,12 @@ def take_prefix(
     shared = common_prefix(donor.cache, prompt)
     use_donor = donor is not leader and shared >= reused + MIN_GAIN_TO_LOAD
     entry, held = host.best(prompt) if host is not None else (None, 0)
-    use_host = entry is not None and held >= max(reused, shared if use_donor else 0) + MIN_GAIN_TO_LOAD
-    keep = 0 if use_donor or use_host else reused
+    if entry is not None and held < max(reused, shared if use_donor else 0) + MIN_GAIN_TO_LOAD:
+        entry = None
+    keep = 0 if use_donor or entry is not None else reused
     if host is not None and len(leader.cache) - keep >= MIN_TOKENS:
         host.save(ctx, leader.seq, leader.cache)
-    if use_host and host is not None and entry is not None:
+    if host is not None and entry is not None:
         reused = min(held, len(prompt) - 1)
         if host.restore(ctx, mem, leader.seq, entry, reused):
             leader.cache = prompt[:reused]
@@ -64,11 +65,9 @@ def pack(ctx: Any, mem: Any, slots: list[Slot], host: HostPromptCache | None = N
     if not free or not busy:
         return False
     low, high = min(free, key=lambda s: s.seq), max(busy, key=lambda s: s.seq)
-    # Only a sequence that is plainly decoding moves: not mid-prefill, not an n > 1 leader or
-    # follower waiting for the prompt copy.
-    if low.seq > high.seq or high.pending or high.next_token is None or high.follower_of is not None:
-        return False
-    if any(s.follower_of is high for s in slots):
+    # Only a sequence that is plainly decoding moves: one with a sampled token to decode next has
+    # finished its prefill, and an n > 1 leader's followers got their prompt copy in that step.
+    if low.seq > high.seq or high.next_token is None:
         return False
     if host is not None and len(low.cache) >= MIN_TOKENS:
         host.save(ctx, low.seq, low.cache)

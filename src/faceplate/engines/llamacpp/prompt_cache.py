@@ -2,10 +2,10 @@
 
 A slot keeps its last conversation's KV, but with ``n_parallel`` slots only that many survive:
 the next unrelated request evicts one. Here the evicted sequence's state is copied out
-(``llama_state_seq_get_data``, about 23 KiB a token for SmolLM2-135M, ~10 ms for 650 tokens)
-and a later prompt that starts with it gets it copied back instead of prefilled again (~15 ms
-against ~3.5 s of prefill on 2 cores): a returning conversation, a system prompt shared by more
-clients than there are slots. llama-server does the same (``--cache-ram``, 8 GiB by default).
+(``llama_state_seq_get_data``, 22.5 KiB a token for SmolLM2-135M) and a later prompt that
+starts with it gets it copied back instead of prefilled again (out and back for 650 tokens:
+11.7 ms against 3.1 s of prefill on 2 cores, bench/kv_copy.py): a returning conversation, a
+system prompt shared by more clients than there are slots. llama-server does the same (``--cache-ram``, 8 GiB by default).
 
 The restored cells are the bytes the prefill wrote, so a request answers exactly as it would
 from a slot's own cache. Only the scheduler thread calls in; ``stats`` is read from others.

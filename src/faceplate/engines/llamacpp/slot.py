@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,7 +28,6 @@ class Slot:
     grammar: SequenceGrammar | None = None
     text: TextStream | None = None
     batch_index: int = -1
-    last_used: float = 0.0
 
     def reset(self) -> None:
         """Forget the job (the cache stays as it is); frees the sampler chain."""
@@ -37,7 +35,6 @@ class Slot:
             self.sampler.close()
         self.job, self.sampler, self.text, self.follower_of, self.grammar = None, None, None, None, None
         self.pending, self.next_token, self.batch_index = [], None, -1
-        self.last_used = time.monotonic()
 
 
 @dataclass

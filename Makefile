@@ -21,7 +21,7 @@ LLAMA_CMAKE_ARGS := $(shell cat scripts/llama-cmake-args)
 serve: $(STAMP)
 	$(VENV)/bin/faceplate serve $(ARGS)
 
-test: system-deps $(STAMP) $(NODE_STAMP)
+test: system-deps $(STAMP) $(NODE_STAMP) llama-server
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -58,7 +58,7 @@ lint:
 bench: llama-server
 	$(PY) bench/chat_load.py
 
-# llama.cpp's C++ server from the same sources, the benchmark's peer: built once (6-10 min on 2
-# cores) into ~/.cache/faceplate/llama-server-<llama-cpp-python version>/.
+# llama.cpp's C++ server from the same sources, the benchmark's peer and the gateway tests' real
+# remote engine: built once (6-10 min on 2 cores) into ~/.cache/faceplate/llama-server-<version>/.
 llama-server: $(STAMP)
 	$(PY) scripts/build_llama_server.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Debian packages the tests use: PostgreSQL and Redis (tests start their own on loopback),
 # nginx (replicas behind deploy/nginx.conf), Chromium (browser tests, driven by Playwright),
-# Node.js and npm (tests/node). Installs the
+# Node.js and npm (tests/node), cmake and g++ (llama-server, built from the llama.cpp sources as a
+# remote engine for the gateway tests). Installs the
 # missing ones with apt-get as root, or through sudo when it needs no password; otherwise it
 # says what to install and carries on: the tests that need a missing package skip, saying why.
 # SYSTEM_DEPS_STRICT=1 (CI) makes a failed install an error instead.
@@ -14,6 +15,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)  # a Node.js from elsewhere (nodesource) brings its own
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

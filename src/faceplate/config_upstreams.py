@@ -54,6 +54,11 @@ class RoutingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    policy: Literal["affinity", "least_loaded", "round_robin"] = Field(
+        "affinity",
+        description="affinity: the upstream holding the conversation's prefix unless it is clearly busier; "
+        "least_loaded: the one with the fewest requests; round_robin: each in turn",
+    )
     retries: int = Field(2, ge=0, le=5, description="attempts on other upstreams before the first byte reaches the client")
     queue_timeout_s: float = Field(30.0, gt=0, description="how long a request waits for a free upstream slot before 503")
     health_interval_s: float = Field(5.0, gt=0, description="active health check period per upstream (jittered)")

@@ -83,6 +83,7 @@ class Pool:
         self.model_id = model_id
         self.reprobe = reprobe  # learns the capabilities of a member that was down at start-up
         self.waiting = 0
+        self._turn = 0
         self.members = members
         self.routing = routing
         self.shared = shared
@@ -119,9 +120,13 @@ class Pool:
         free = [m for m in candidates if m.inflight < m.spec.max_inflight]
         if not free:
             return None
-        if not self.placement:
-            return min(free, key=lambda m: m.inflight)
         stale = self.routing.load_stale_s
+        policy = self.routing.policy if self.placement else "least_loaded"  # a fleet router places for itself
+        if policy == "round_robin":
+            self._turn += 1
+            return free[self._turn % len(free)]
+        if policy == "least_loaded":
+            return min(free, key=lambda m: m.load(stale))
         member, why = choose(
             key,
             free,

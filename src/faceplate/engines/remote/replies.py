@@ -168,13 +168,14 @@ def _message_of(body: Any) -> tuple[str, str | None, Any]:
 
 def error_from(status: int, body: Any, retry_after: float | None = None) -> FaceplateError:
     """The client's error for an upstream's answer: OpenAI's envelope, a string code, the right status."""
-    message, _type, code = _message_of(body)
+    message, kind, code = _message_of(body)
     param = (body.get("error") or {}).get("param") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     text_code = code if isinstance(code, str) and not code.isdigit() else None
     if status in (400, 413, 422):
-        low = message.lower()
-        if text_code is None and ("context" in low and ("length" in low or "window" in low) or "too long" in low):
-            text_code = "context_length_exceeded"
+        low = f"{message} {kind}".lower()
+        if text_code is None and ("context" in low and any(w in low for w in ("length", "window", "size")) or "too long" in low):
+            text_code = "context_length_exceeded"  # vLLM, llama-server (exceed_context_size_error), TGI say it in words
+            param = param or "messages"
         return InvalidRequest(message, param=param if isinstance(param, str) else None, code=text_code)
     if status in (429, 503):  # the upstream's capacity, not the client's key: retryable, with its Retry-After
         return Overloaded(f"The server behind this model is busy: {message}", retry_after_s=retry_after or 1.0)

@@ -17,7 +17,7 @@ DEPLOY_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
 def site_config(upstream_ports: list[int], port: int) -> str:
     """deploy/nginx.conf with its replicas and listen address on loopback ports."""
     text = DEPLOY_CONF.read_text()
-    servers = re.findall(r"^\s*server 127\.0\.0\.1:\d+ .*;$", text, flags=re.M)
+    servers = re.findall(r"^\s*server [\w.-]+:\d+ .*;$", text, flags=re.M)
     assert len(servers) == 2, "deploy/nginx.conf no longer lists two replica servers"
     options = servers[0].strip().split(" ", 2)[2]  # max_fails=... fail_timeout=...;
     lines = "\n".join(f"    server 127.0.0.1:{p} {options}" for p in upstream_ports)

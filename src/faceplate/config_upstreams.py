@@ -43,7 +43,7 @@ class UpstreamSpec(BaseModel):
         ident, sep, rest = text.partition("=")
         if not sep or not ident.strip() or not rest.strip():
             raise ValueError(f"an upstream is ID=URL or ID=KIND+URL, not {text!r}")
-        kind, plus, url = rest.partition("+")
+        kind, plus, url = rest.strip().partition("+")  # "id = vllm+http://..." as "id = http://..." is
         if plus and kind in KINDS:
             return cls(id=ident.strip(), url=url.strip(), kind=kind)  # type: ignore[arg-type]
         return cls(id=ident.strip(), url=rest.strip())

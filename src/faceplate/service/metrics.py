@@ -17,7 +17,12 @@ dashboards built for vLLM or llama-server need only the prefix changed:
   ``faceplate:prefix_cache_hit_tokens_total{model}``, ``faceplate:prompt_tokens_processed_total{model}``,
   ``faceplate:host_prompt_cache_bytes{model}``, ``faceplate:host_prompt_cache_hits_total{model}``,
   ``faceplate:engine_steps_total{model}``, ``faceplate:engine_step_seconds_total{model}``
-  (mean step time = the rate of the second over the first).
+  (mean step time = the rate of the second over the first);
+- per member of a remote pool, labelled ``{model,upstream}`` (the member's URL):
+  ``faceplate:upstream_healthy``, ``faceplate:upstream_circuit_open`` (1 open, 0.5 half-open),
+  ``faceplate:upstream_requests_running``, ``faceplate:upstream_requests_total``,
+  ``faceplate:upstream_failures_total``, ``faceplate:upstream_retries_total``,
+  ``faceplate:upstream_circuit_opens_total``.
 
 One process serves one registry; run one Faceplate process per machine (it batches internally),
 so prometheus_client's multiprocess mode is not needed.
@@ -50,6 +55,33 @@ _ENGINE = {
     "queued_inputs": ("faceplate:num_inputs_waiting", "gauge", "Embedding inputs queued for a batch."),
 }
 
+# a pool member's stats key -> (metric, kind, help)
+_UPSTREAM = {
+    "healthy": ("faceplate:upstream_healthy", "gauge", "1 while the member's health check passes."),
+    "circuit": ("faceplate:upstream_circuit_open", "gauge", "1 while the member's circuit is open, 0.5 half-open."),
+    "inflight": ("faceplate:upstream_requests_running", "gauge", "Requests in flight to the member."),
+    "requests": ("faceplate:upstream_requests", "counter", "Requests sent to the member."),
+    "failures": ("faceplate:upstream_failures", "counter", "Requests the member failed (refused, timed out, 5xx, cut)."),
+    "retries": ("faceplate:upstream_retries", "counter", "Requests placed elsewhere after the member failed them."),
+    "opens": ("faceplate:upstream_circuit_opens", "counter", "Times the member's circuit opened."),
+}
+_CIRCUIT = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
+
+
+def _families(table: dict[str, tuple[str, str, str]], labels: list[str]) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    return {
+        key: (GaugeMetricFamily if kind == "gauge" else CounterMetricFamily)(name, doc, labels=labels)
+        for key, (name, kind, doc) in table.items()
+    }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    return _CIRCUIT.get(value) if isinstance(value, str) else None
+
 
 class _Engines(Collector):
     """The engines' own counters, read at scrape time."""
@@ -59,6 +91,7 @@ class _Engines(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        members = _families(_UPSTREAM, ["model", "upstream"])
         for model, stats in self._stats().items():
             for key, (name, kind, doc) in _ENGINE.items():
                 value = stats.get(key)
@@ -69,7 +102,13 @@ class _Engines(Collector):
                     cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
                     family = families[name] = cls(name, doc, labels=["model"])
                 family.add_metric([model], float(value))
+            for member in stats.get("upstreams") or []:
+                for key, family in members.items():
+                    value = _number(member.get(key))
+                    if value is not None:
+                        family.add_metric([model, member["url"]], value)
         yield from families.values()
+        yield from (f for f in members.values() if f.samples)
 
 
 class Metrics:

@@ -54,6 +54,9 @@ class Breaker:
             self.successes += 1
             if self.successes >= 2:
                 self.state = "closed"
+                # Start afresh: the failures that opened it (a burst of in-flight requests) may still be in
+                # the 30 s window when open_s is shorter, and would reopen it on its first failure.
+                self._window.clear()
 
     def failure(self, *, may_open: bool) -> bool:
         """Record a failure; True when this opened the circuit."""

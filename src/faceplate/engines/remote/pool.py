@@ -162,7 +162,9 @@ class Pool:
     async def release(self, member: Upstream) -> None:
         member.inflight -= 1
         async with self._freed:
-            self._freed.notify()
+            # Every waiter looks: the first may not take this member (it excluded it on a retry, or its
+            # wait is timing out), and a single notify would be lost while another waiter could use it.
+            self._freed.notify_all()
 
     def failed(self, member: Upstream, *, hard: bool, retry_after: float | None) -> None:
         member.counters["failures"] += 1

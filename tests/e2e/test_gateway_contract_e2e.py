@@ -41,6 +41,19 @@ from tests.e2e.test_embeddings_e2e import (  # noqa: F401
     test_usage_counts_the_tokens_the_model_sees,
     test_vectors_equal_sentence_transformers,
 )
+from tests.e2e.test_responses_e2e import (  # noqa: F401
+    test_background_is_polled_to_completion,
+    test_cancel_a_running_background_response,
+    test_context_overflow_is_a_400_before_any_event,
+    test_conversation_lifecycle,
+    test_create_stream_events_follow_the_protocol,
+    test_create_text,
+    test_function_call_arguments_match_the_tool_schema,
+    test_parse_with_a_pydantic_text_format,
+    test_stream_helper_gives_the_final_response,
+    test_tool_round_trip_with_previous_response_id,
+    weather_call,
+)
 from tests.e2e.test_structured_e2e import (  # noqa: F401
     test_json_object_mode,
     test_legacy_functions,

@@ -57,7 +57,9 @@ async def probe_member(member: Upstream) -> None:
 
         found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=member.spec.model)
     except Exception as exc:  # noqa: BLE001 - unreachable or unreadable: seeds now, the health check retries
-        log.warning("could not probe %s: %s", member.url, exc)
+        member.probe_failures += 1
+        level = logging.WARNING if member.probe_failures == 1 else logging.DEBUG  # once, not every health check
+        log.log(level, "could not probe %s (its kind's known capabilities stand in): %s", member.url, exc)
         return
     member.model = found.model
     seeded = Caps.seed(member.kind)

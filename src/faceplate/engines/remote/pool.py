@@ -40,6 +40,7 @@ class Upstream:
     model: str  # the upstream's own name for the model
     healthy: bool = True
     probed: bool = False
+    probe_failures: int = 0
     inflight: int = 0
     reported: int | None = None
     reported_at: float = 0.0

@@ -32,7 +32,8 @@ ANSWER_SCHEMA = {
 }
 
 
-async def _basic(ctx: Context) -> Reply:
+async def chat_reply(ctx: Context) -> Reply:
+    """The plain chat exchange most chat checks read."""
     return await ctx.post_once("chat", CHAT, ctx.chat_body())
 
 
@@ -43,28 +44,28 @@ def _choice(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 
 
 async def chat_schema(ctx: Context) -> str:
-    reply = await _basic(ctx)
+    reply = await chat_reply(ctx)
     ok(reply)
     ctx.valid(reply, "CreateChatCompletionResponse")
     return "valid CreateChatCompletionResponse"
 
 
 async def chat_object(ctx: Context) -> str:
-    reply = await _basic(ctx)
+    reply = await chat_reply(ctx)
     value = ok(reply).get("object")
     expect(value == "chat.completion", f"object is {value!r}", reply)
     return 'object "chat.completion"'
 
 
 async def chat_id(ctx: Context) -> str:
-    reply = await _basic(ctx)
+    reply = await chat_reply(ctx)
     value = ok(reply).get("id")
     expect(isinstance(value, str) and value.startswith("chatcmpl-"), f"id is {value!r}", reply)
     return f"id {trim(str(value), 40)}"
 
 
 async def chat_created(ctx: Context) -> str:
-    reply = await _basic(ctx)
+    reply = await chat_reply(ctx)
     value = ok(reply).get("created")
     expect(isinstance(value, int) and not isinstance(value, bool), f"created is {value!r}, not an integer", reply)
     # Seconds, not milliseconds: within a day of this machine's clock (clocks may differ a little).
@@ -73,7 +74,7 @@ async def chat_created(ctx: Context) -> str:
 
 
 async def chat_model(ctx: Context) -> str:
-    reply = await _basic(ctx)
+    reply = await chat_reply(ctx)
     asked = ctx.chat_model()
     value = ok(reply).get("model")
     # OpenAI itself answers with a dated snapshot of the name asked for (gpt-4o -> gpt-4o-2024-08-06).
@@ -120,7 +121,7 @@ def pick_stop(text: str) -> tuple[str, int] | None:
 
 
 async def chat_stop(ctx: Context) -> str:
-    base = await _basic(ctx)
+    base = await chat_reply(ctx)
     content = _choice(ok(base), base).get("message", {}).get("content") or ""
     picked = pick_stop(content)
     if picked is None:
@@ -180,14 +181,18 @@ async def chat_logprobs(ctx: Context) -> str:
     return f"{len(content)} tokens with logprob, bytes and 2 top_logprobs"
 
 
-async def _tool_call(ctx: Context, key: str, tool_choice: Any, name: str) -> str:
+async def tool_reply(ctx: Context, key: str, tool_choice: Any) -> Reply:
     body = ctx.chat_body(
         messages=[{"role": "user", "content": "What time is it, and what is the date? Use the tools."}],
         tools=[NOW_TOOL, DATE_TOOL],
         tool_choice=tool_choice,
         max_tokens=TOOL_TOKENS,
     )
-    reply = await ctx.post_once(key, CHAT, body)
+    return await ctx.post_once(key, CHAT, body)
+
+
+async def _tool_call(ctx: Context, key: str, tool_choice: Any, name: str) -> str:
+    reply = await tool_reply(ctx, key, tool_choice)
     choice = _choice(ok(reply), reply)
     calls = choice.get("message", {}).get("tool_calls")
     expect(isinstance(calls, list) and len(calls) > 0, f"tool_choice {json.dumps(tool_choice)} gave no tool call", reply)
@@ -234,7 +239,7 @@ async def chat_json_schema(ctx: Context) -> str:
     return f"content {trim(content, 40)} matches the schema"
 
 
-async def _stream(ctx: Context) -> Reply:
+async def plain_stream(ctx: Context) -> Reply:
     return await ctx.stream_once("stream", CHAT, ctx.chat_body(stream=True, max_tokens=4))
 
 
@@ -248,14 +253,14 @@ def chunks(reply: Reply) -> list[dict[str, Any]]:
 
 
 async def stream_content_type(ctx: Context) -> str:
-    reply = await _stream(ctx)
+    reply = await plain_stream(ctx)
     expect(reply.status == 200, f"HTTP {reply.status}", reply)
     expect(reply.content_type.split(";")[0].strip() == "text/event-stream", f"content-type {reply.content_type!r}", reply)
     return "text/event-stream"
 
 
 async def stream_chunks(ctx: Context) -> str:
-    reply = await _stream(ctx)
+    reply = await plain_stream(ctx)
     data = chunks(reply)
     named = [e.event for e in reply.events if e.event is not None]
     expect(not named, f"chat chunks carry an event: line ({named[:1]}); clients expect none", reply)
@@ -267,7 +272,7 @@ async def stream_chunks(ctx: Context) -> str:
 
 
 async def stream_done(ctx: Context) -> str:
-    reply = await _stream(ctx)
+    reply = await plain_stream(ctx)
     chunks(reply)
     done = [i for i, e in enumerate(reply.events) if e.done]
     expect(len(done) > 0, "no data: [DONE] terminator", reply)
@@ -276,15 +281,19 @@ async def stream_done(ctx: Context) -> str:
 
 
 async def stream_no_usage(ctx: Context) -> str:
-    reply = await _stream(ctx)
+    reply = await plain_stream(ctx)
     with_usage = [i for i, c in enumerate(chunks(reply)) if c.get("usage") is not None]
     expect(not with_usage, f"usage sent without stream_options.include_usage (chunk {with_usage[:1]})", reply)
     return "no usage unless asked"
 
 
-async def stream_include_usage(ctx: Context) -> str:
+async def usage_stream(ctx: Context) -> Reply:
     body = ctx.chat_body(stream=True, max_tokens=4, stream_options={"include_usage": True})
-    reply = await ctx.stream_once("stream-usage", CHAT, body)
+    return await ctx.stream_once("stream-usage", CHAT, body)
+
+
+async def stream_include_usage(ctx: Context) -> str:
+    reply = await usage_stream(ctx)
     data = chunks(reply)
     last = data[-1]
     expect(isinstance(last.get("usage"), dict), "include_usage: the last chunk carries no usage", reply)

@@ -18,6 +18,8 @@ from faceplate.check.http import Reply, TransportError, Upstream
 
 Status = Literal["pass", "fail", "skip"]
 CHAT = "/chat/completions"
+# What reading a body shaped too unlike OpenAI's raises in a check: a break too, not a crash.
+UNREADABLE = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
 class Fail(Exception):
@@ -138,8 +140,7 @@ async def run_one(check: Check, ctx: Context, gate: asyncio.Semaphore) -> Result
             return Result(check.name, check.rule, "skip", exc.reason)
         except TransportError as exc:
             return Result(check.name, check.rule, "fail", f"no answer: {exc}")
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            # A body shaped too unlike OpenAI's for the check to read it is a break too, not a crash.
+        except UNREADABLE as exc:
             return Result(check.name, check.rule, "fail", f"unreadable answer ({type(exc).__name__}: {exc})")
 
 

@@ -33,20 +33,26 @@ async def models_retrieve(ctx: Context) -> str:
 
 
 def error_envelope(ctx: Context, reply: Reply, status: int) -> dict[str, Any]:
-    """The ``error`` object of an OpenAI error reply; fails naming the known deviations plainly."""
+    """The ``error`` object of an OpenAI error reply; fails naming every known deviation plainly."""
+    problems = []
     if reply.status != status:
         hint = " (OpenAI answers invalid requests with 400)" if reply.status == 422 else ""
-        raise Fail(f"HTTP {reply.status}, expected {status}{hint}", reply)
+        problems.append(f"HTTP {reply.status}, expected {status}{hint}")
     body = reply.body
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
-        raise Fail('"error" is a bare string, not {"message", "type", "param", "code"}', reply)
-    if isinstance(error, dict) and isinstance(error.get("code"), int):
-        raise Fail(f"error.code is the integer {error['code']}, not a string or null", reply)
-    if isinstance(body, dict) and error is None and body.get("object") == "error":
-        raise Fail('a flat {"object": "error", ...} body, not {"error": {...}}', reply)
-    ctx.valid(reply, "ErrorResponse")
-    return error  # type: ignore[return-value]  # valid: an object
+        problems.append('"error" is a bare string, not {"message", "type", "param", "code"}')
+    elif isinstance(error, dict) and isinstance(error.get("code"), int):
+        problems.append(f"error.code is the integer {error['code']}, not a string or null")
+    elif isinstance(body, dict) and error is None and body.get("object") == "error":
+        problems.append('a flat {"object": "error", ...} body, not {"error": {...}}')
+    else:
+        shape = ctx.contract.problem(body, "ErrorResponse")
+        if shape is not None and reply.status != 200:  # a 200 body is not an error at all: the status says it
+            problems.append(shape)
+    if problems:
+        raise Fail("; ".join(problems), reply)
+    return error  # type: ignore[return-value]  # a valid ErrorResponse's error: an object
 
 
 async def errors_missing_messages(ctx: Context) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from faceplate import __version__, cli_keys, logs
 from faceplate.check import command as check_command
-from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, parse_aliases, scrub, url_secrets
+from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, parse_aliases, scrub, upstream_from_cli, url_secrets
 
 log = logging.getLogger("faceplate")
 
@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[ID=]PATH",
         help="a model to serve: a GGUF file or a sentence-transformers folder, optionally named ID=PATH; repeatable "
         "(default: the bundled smollm2-135m-instruct and all-minilm-l6-v2; FACEPLATE_MODELS, comma-separated)",
+    )
+    serve.add_argument(
+        "--upstream",
+        action="append",
+        metavar="ID=[KIND+]URL",
+        help="serve model ID from a remote OpenAI-compatible server (vLLM, SGLang, TGI, llama-server, Ollama, another "
+        "Faceplate); the same ID twice forms a pool; KIND is probed when left out; repeatable (FACEPLATE_UPSTREAMS). "
+        "With upstreams, the bundled models are not loaded unless --model names them",
     )
     serve.add_argument(
         "--alias",
@@ -123,6 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "models": [ModelSpec.parse_cli(m).model_dump(exclude_none=True) for m in args.model or []],
         "api_keys": args.api_key or [],
+        "upstreams": [upstream_from_cli(u) for u in args.upstream or []],
         "aliases": parse_aliases(args.alias or []),
         "admin_key": args.admin_key,
         "redis_url": args.redis_url,
@@ -143,7 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     settings = load_settings(args.config, overrides=overrides)
     logs.configure(settings.log_level, settings.log_format)
-    if not settings.effective_models():
+    if not settings.effective_models() and not settings.upstreams:
         print("faceplate: no models configured and the bundled models are not installed", file=sys.stderr)
         return 2
     insecure = not settings.api_keys and not _is_loopback(settings.host) and not settings.allow_insecure

@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from faceplate.config_upstreams import RoutingSettings, UpstreamSpec
+
 DEFAULT_CHAT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
 REDACTED = "***"
@@ -139,7 +141,11 @@ class Settings(BaseModel):
 
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to bind (0 picks a free one)")
-    models: list[ModelSpec] = Field(default_factory=list, description="served models; empty means the bundled ones")
+    models: list[ModelSpec] = Field(
+        default_factory=list, description="served models; empty means the bundled ones (none when upstreams are set)"
+    )
+    upstreams: list[UpstreamSpec] = Field(default_factory=list, description="remote engines; one id given twice is a pool")
+    routing: RoutingSettings = Field(default_factory=RoutingSettings, description="placement, retries and breakers")
     aliases: dict[str, str] = Field(
         default_factory=dict, description="other names for served models, alias -> model id (gpt-4o-mini = smollm2-135m-instruct)"
     )
@@ -243,6 +249,10 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _aliases_name_models(self) -> Settings:
         ids = {m.id for m in self.effective_models()}
+        clash = ids & {u.id for u in self.upstreams}
+        if clash:
+            raise ValueError(f"{', '.join(sorted(clash))}: both a local model and an upstream id")
+        ids |= {u.id for u in self.upstreams}
         for alias, target in self.aliases.items():
             if alias in ids:
                 raise ValueError(f"the alias {alias!r} is already a model id")
@@ -251,8 +261,8 @@ class Settings(BaseModel):
         return self
 
     def effective_models(self) -> list[ModelSpec]:
-        """The configured models, or the bundled chat and embedding models."""
-        if self.models:
+        """The configured models, or the bundled chat and embedding models (unless this is a gateway)."""
+        if self.models or self.upstreams:
             return list(self.models)
         bundled: list[ModelSpec] = []
         chat = bundled_chat_model_path()
@@ -290,6 +300,14 @@ def parse_aliases(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def upstream_from_cli(text: str) -> dict[str, Any]:
+    """``ID=[KIND+]URL`` (a flag or FACEPLATE_UPSTREAMS) as an upstream's settings."""
+    try:
+        return UpstreamSpec.parse_cli(text).model_dump(exclude_none=True)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"bad upstream {text.partition('=')[0]!r}: {exc}") from None
+
+
 def load_settings(
     config_file: str | None = None,
     environ: dict[str, str] | None = None,
@@ -311,6 +329,8 @@ def load_settings(
             continue
         if name == "models":
             data[name] = [ModelSpec.parse_cli(p.strip()).model_dump(exclude_none=True) for p in raw.split(",") if p.strip()]
+        elif name == "upstreams":
+            data[name] = [upstream_from_cli(p.strip()) for p in raw.split(",") if p.strip()]
         elif name == "aliases":
             data[name] = parse_aliases(p.strip() for p in raw.split(",") if p.strip())
         elif name in _LIST_FIELDS:

@@ -138,6 +138,14 @@ class EngineFailure(FaceplateError):
     code = "engine_error"
 
 
+class UpstreamFailed(FaceplateError):
+    """502: the remote engine serving the model failed (refused, reset, timed out or broke its stream)."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
 class ServiceUnavailable(FaceplateError):
     status = 503
     type = "server_error"

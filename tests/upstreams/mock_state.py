@@ -214,7 +214,7 @@ def make_plan(state: MockState, kind: str, body: dict[str, Any], ctl: dict[str, 
     tool = ms.forced_tool(body, flavour.honours_tool_choice) if kind == "chat" else None
     fmt = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None
     tokens = ["{", "}"] if tool or fmt in ("json_object", "json_schema") else ms.words(natural)
-    tokens, finish = ms.cut_tokens(tokens, natural, max_tokens, None if tool else body.get("stop"))
+    tokens, finish = ms.cut_tokens(tokens, max_tokens, None if tool else body.get("stop"))
     if tool and finish == "stop":
         finish = "tool_calls"
     logprobs = body.get("logprobs")

@@ -49,7 +49,7 @@ def words(count: int) -> list[str]:
     return [f"tok{i}" if i == 0 else f" tok{i}" for i in range(count)]
 
 
-def cut_tokens(tokens: list[str], natural: int, max_tokens: int | None, stop: Any) -> tuple[list[str], str]:
+def cut_tokens(tokens: list[str], max_tokens: int | None, stop: Any) -> tuple[list[str], str]:
     """Apply max_tokens then stop strings; return the tokens emitted and the finish_reason."""
     finish = "stop"
     if max_tokens is not None and max_tokens < len(tokens):

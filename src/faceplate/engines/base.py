@@ -101,6 +101,7 @@ class ChatRequest:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat = ResponseFormat()
     tools_param: str = "tools"  # the request field to blame for a bad tool (``functions`` for the legacy form)
+    affinity: str | None = None  # what keeps a conversation on one replica: prompt_cache_key, user, a Responses chain
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class CompletionRequest:
     sampling: SamplingParams = SamplingParams()
     n: int = 1
     echo: bool = False
+    affinity: str | None = None
 
 
 class Prepared(Protocol):

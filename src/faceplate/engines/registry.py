@@ -105,6 +105,11 @@ class Registry:
             seconds = round(time.monotonic() - started, 1)
             log.info("loaded %s (%s) in %.1f s", spec.id, engine.kind, seconds, extra={"fields": {**fields, "seconds": seconds}})
             reg.add(engine)
+        if settings.upstreams:
+            from faceplate.engines.remote.build import build_pools
+
+            for remote in await build_pools(settings):
+                reg.add(remote)
         for alias, target in settings.aliases.items():
             reg.alias(alias, target)
         return reg

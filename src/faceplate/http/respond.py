@@ -38,6 +38,15 @@ async def parse_body(request: Request, model: type[M], *, endpoint: str, setting
 
 
 async def respond(request: Request, reply: Reply, *, stream: bool, keepalive_s: float) -> Response:
+    if stream and reply.startable:
+        try:
+            await unless_disconnected(request, reply.start)
+        except ClientDisconnected:
+            await reply.aclose()
+            return Response(status_code=499)
+        except BaseException as exc:
+            await reply.aclose(exc)
+            raise
     if stream:
         return EventStreamResponse(
             reply.chunks(), close=reply.aclose, keepalive_s=keepalive_s, headers=reply.headers, stop=stream_stop()

@@ -190,6 +190,8 @@ class ChatCompletionRequest(SamplingFields):
     function_call: Literal["none", "auto"] | NamedFunction | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = None
+    prompt_cache_key: str | None = None  # also what keeps a conversation on one upstream of a pool
+    safety_identifier: str | None = Field(None, max_length=64)
 
     @field_validator("messages", mode="before")
     @classmethod

@@ -47,6 +47,8 @@ async def embed(services: Services, principal: Principal, body: EmbeddingRequest
         await meter.reserve(counted, 0, explicit=True)
         prompt_tokens = counted
         result = await engine.embed(inputs, services.priority)
+        if result.token_counts:  # the engine's own count (a remote one's upstream reports it)
+            prompt_tokens = sum(result.token_counts)
         vectors = shorten(result.vectors, body.dimensions)
         args = (body.model, vectors, prompt_tokens, body.encoding_format)
         big = vectors.size > INLINE_BUILD_LIMIT

@@ -65,11 +65,10 @@ async def metered(
     await meter.admit(estimate, completion, explicit=explicit)
     try:
         prepared = await prepare()
-        prompt_tokens = sum(p.prompt_tokens for p in prepared)
-        await meter.reserve(prompt_tokens, completion, explicit=explicit)
+        await meter.reserve(sum(p.prompt_tokens for p in prepared), completion, explicit=explicit)
         streams = await open_streams(engine, prepared, services.priority)
         shaped = translator(prepared) if callable(translator) else translator
-        return Reply(meter, streams, shaped, n=n, prompt_tokens=prompt_tokens, include_usage=include_usage)
+        return Reply(meter, streams, shaped, n=n, prepared=prepared, include_usage=include_usage)
     except BaseException as exc:
         await meter.finish(status_of(exc), 0, 0)
         raise

@@ -90,7 +90,7 @@ class Reply:
         translator: Translator | None,
         *,
         n: int,
-        prompt_tokens: int,
+        prepared: Sequence[Prepared],
         include_usage: bool = False,
     ) -> None:
         self.meter = meter
@@ -98,13 +98,30 @@ class Reply:
         self._events = merge(streams, n)
         self.translator = translator
         self.choices = Choices.of(n * len(streams))
-        self.prompt_tokens = prompt_tokens
+        self._prepared = prepared
         self.include_usage = include_usage
         self._last_token: dict[int, float] = {}  # choice -> when its last token came
 
     @property
     def headers(self) -> dict[str, str]:
         return self.meter.headers
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Read when needed: a remote engine settles its estimate to the upstream's count as it finishes."""
+        return sum(p.prompt_tokens for p in self._prepared)
+
+    @property
+    def startable(self) -> bool:
+        return any(hasattr(stream, "ready") for stream in self._streams)
+
+    async def start(self) -> None:
+        """Wait until every engine stream is under way (a remote one: placed, answered, first event held),
+        so a refusal still becomes an HTTP status rather than an error event in a 200 stream."""
+        for stream in self._streams:
+            ready = getattr(stream, "ready", None)
+            if ready is not None:
+                await ready()
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """The engine events, metered: usage is recorded when this ends, however it ends."""

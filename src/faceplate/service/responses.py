@@ -55,8 +55,9 @@ def _previous_not_found(response_id: str, why: str = "not found") -> InvalidRequ
     )
 
 
-async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None]:
-    """The stored items this turn continues from, and the conversation id (if it continues one)."""
+async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None, str | None]:
+    """The stored items this turn continues from, the conversation id (if it continues one), and the
+    thread: the chain's first response or the conversation (what keeps it on one upstream of a pool)."""
     if body.previous_response_id and body.conversation is not None:
         raise InvalidRequest(
             "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together.",
@@ -73,15 +74,15 @@ async def load_context(services: Services, owner: str, body: ResponseInputFields
         last = await asyncio.to_thread(require_store(services).responses.get, rid, owner)
         if last is not None and last.status in ("queued", "in_progress"):
             raise _previous_not_found(rid, "has not finished yet")
-        return [item for t in turns for item in (*t.inputs, *t.outputs)], None
+        return [item for t in turns for item in (*t.inputs, *t.outputs)], None, turns[0].response_id
     cid = body.conversation_id()
     if cid is None:
-        return [], None
+        return [], None, None
     store = require_store(services)
     items = await asyncio.to_thread(store.conversations.items, cid, owner)
     if items is None:
         raise NotFound(f"Conversation with id '{cid}' not found.", param="conversation")
-    return items, cid
+    return items, cid, cid
 
 
 async def stored_inputs(services: Services, owner: str, wire: list[Any], param: str) -> list[Item]:
@@ -155,12 +156,22 @@ class PromptTurn:
 
 
 async def build_turn(
-    services: Services, owner: str, body: ResponseInputFields, rid: str, params: SamplingParams, *, one_call: bool = False
+    services: Services,
+    owner: str,
+    body: ResponseInputFields,
+    rid: str,
+    params: SamplingParams,
+    *,
+    one_call: bool = False,
+    cache_key: str | None = None,
+    person: str | None = None,
 ) -> PromptTurn:
     """Context, inputs, tools and format as one engine request (shared by create and input_tokens).
 
-    ``one_call``: ``max_tool_calls`` is 1, so the grammar allows no parallel calls."""
-    context, cid = await load_context(services, owner, body)
+    ``one_call``: ``max_tool_calls`` is 1, so the grammar allows no parallel calls. What keeps the
+    conversation on one upstream of a pool: ``cache_key`` (prompt_cache_key), else the chain or
+    conversation it continues, else ``person`` (safety_identifier or user)."""
+    context, cid, thread = await load_context(services, owner, body)
     inputs = await stored_inputs(services, owner, body.items(), "input")
     plan = tool_plan(body, ignore_unsupported=services.settings.responses_ignore_unsupported_tools)
     fmt, text = text_format(body)
@@ -173,6 +184,7 @@ async def build_turn(
         tool_choice=plan.choice,
         parallel_tool_calls=plan.parallel and not one_call,
         response_format=fmt,
+        affinity=cache_key or thread or person,
     )
     return PromptTurn(request, items, inputs, cid, plan, text)
 
@@ -186,7 +198,16 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
     engine = services.chat_engine(principal, body.model)
     owner = principal.owner
     rid = new_item_id("resp")
-    turn = await build_turn(services, owner, body, rid, sampling(body), one_call=body.max_tool_calls == 1)
+    turn = await build_turn(
+        services,
+        owner,
+        body,
+        rid,
+        sampling(body),
+        one_call=body.max_tool_calls == 1,
+        cache_key=body.prompt_cache_key,
+        person=body.safety_identifier or body.user,
+    )
     request, inputs, cid, plan = turn.request, turn.inputs, turn.conversation_id, turn.plan
 
     async def prepare() -> list[Prepared]:

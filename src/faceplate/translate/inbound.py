@@ -148,6 +148,7 @@ def chat_request(body: ChatCompletionRequest, request_id: str, *, strict: bool =
         parallel_tool_calls=parallel,
         response_format=_response_format(body),
         tools_param=mode or "tools",
+        affinity=body.prompt_cache_key or body.safety_identifier or body.user,
     )
     return request, (mode if choice.mode != "none" else None)  # type: ignore[return-value]
 
@@ -158,4 +159,7 @@ def completion_requests(body: WireCompletion, request_id: str) -> list[Completio
         raise InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
     params = sampling(body, max_tokens=16 if body.max_tokens is None else body.max_tokens, top_logprobs=body.logprobs)
     n, echo = body.n or 1, bool(body.echo)
-    return [CompletionRequest(request_id, p if isinstance(p, str) else tuple(p), params, n=n, echo=echo) for p in body.prompts()]
+    return [
+        CompletionRequest(request_id, p if isinstance(p, str) else tuple(p), params, n=n, echo=echo, affinity=body.user)
+        for p in body.prompts()
+    ]

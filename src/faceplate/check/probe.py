@@ -152,6 +152,8 @@ async def probe(
         _passes(checks_chat.chat_max_completion_tokens, ctx),
         _passes(checks_api.errors_missing_messages, ctx),
     )
+    # Any chat request answered is chat served: one slow request on a loaded upstream must not cost the pool its chat.
+    chat = chat or many or usage_always or stream_usage or logprobs or tools or json_schema or max_completion_tokens
     return UpstreamProbe(
         models=models,
         model=chosen,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faceplate import __version__, cli_keys, logs
+from faceplate.check import command as check_command
 from faceplate.config import ConfigError, ModelSpec, Settings, load_settings, parse_aliases, scrub, upstream_from_cli, url_secrets
 
 log = logging.getLogger("faceplate")
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
     serve.add_argument("--log-format", choices=["text", "json"], help="text lines or one JSON object a line (default text)")
     cli_keys.add_parsers(sub, _add_common)
+    check_command.add_parser(sub)
     return parser
 
 
@@ -189,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command in ("keys", "usage"):
             return cli_keys.run(args)
+        if args.command == "check":
+            return check_command.run(args)
     except ConfigError as exc:
         print(f"faceplate: {exc}", file=sys.stderr)
         return 2

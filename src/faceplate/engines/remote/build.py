@@ -56,6 +56,9 @@ async def probe_member(member: Upstream) -> None:
         from faceplate.check.probe import probe
 
         found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=member.spec.model)
+        if member.spec.model is None and found.model != member.spec.id and member.spec.id in found.models:
+            # The pool's id is one of the several models the upstream lists: that one, not merely the first.
+            found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=member.spec.id)
     except Exception as exc:  # noqa: BLE001 - unreachable or unreadable: seeds now, the health check retries
         member.probe_failures += 1
         level = logging.WARNING if member.probe_failures == 1 else logging.DEBUG  # once, not every health check

@@ -25,10 +25,11 @@ from typing import Any
 
 from faceplate.access.auth import Principal
 from faceplate.engines.base import ChatEngine, ChatRequest, Prepared, SamplingParams
-from faceplate.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from faceplate.errors import ContextLengthExceeded, FaceplateError, InvalidRequest, NotFound
 from faceplate.protocol.response_items import ItemReference
 from faceplate.protocol.responses import CreateResponseRequest, ResponseInputFields
 from faceplate.service.generate import estimate_prompt_tokens, metered
+from faceplate.service.generation import Reply
 from faceplate.service.response_runs import Persist, ResponseRun
 from faceplate.service.services import Services
 from faceplate.store import BrokenChain, Store
@@ -224,6 +225,8 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
         choices=1,
         prepare=prepare,
     )
+    if not body.background:
+        await _under_way(reply)
     status = "queued" if body.background else "in_progress"
     state = ResponseState(
         _object(rid, body, status=status, store=store, plan=plan, text=turn.text),
@@ -254,6 +257,18 @@ async def create(services: Services, principal: Principal, body: CreateResponseR
     run = ResponseRun(state, reply, owner, bool(body.background), persist, started, max_events=limit)
     services.runs.add(run)
     return run
+
+
+async def _under_way(reply: Reply) -> None:
+    """Wait for a remote engine's first event: its upstream's refusal (a context overflow, say) is then
+    this request's HTTP status, as a local engine's would be, not a failed response after the fact."""
+    try:
+        await reply.start()
+    except BaseException as exc:
+        await reply.aclose(exc)
+        if isinstance(exc, FaceplateError) and exc.code == "context_length_exceeded":
+            exc.param = "input"
+        raise
 
 
 async def _prepare_truncating(

@@ -8,6 +8,7 @@ short timeouts, so every fault resolves in about a second.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,18 @@ def wait_for(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float, in
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {timeout:g} s; last value: {value!r}")
         time.sleep(interval)
+
+
+async def wait_for_async(probe: Callable[[], T], ok: Callable[[T], bool], timeout: float, interval: float = 0.02) -> T:
+    """``wait_for`` from a coroutine: the (blocking) probe runs in a thread, so the loop stays free."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(probe)
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout:g} s; last value: {value!r}")
+        await asyncio.sleep(interval)
 
 
 # ------------------------------------------------------------------ mocks

@@ -27,6 +27,8 @@ from tests.e2e.gateway_faults_helpers import (
     pool,
     reset,
     stats,
+    text_of,
+    users_for,
     wait_for_async,
 )
 from tests.serverproc import ServerProcess
@@ -127,3 +129,48 @@ async def test_cancel_non_streamed(setup: Any) -> None:
     await settled(gw)
     assert (await asyncio.to_thread(stats, a))["completed"] == 0
     print(f"non-streamed: abort seen after {took * 1000:.0f} ms")
+
+
+async def test_a_freed_slot_reaches_a_queued_request_that_can_use_it(
+    mocks: Callable[..., MockProcess], gateways: Callable[..., ServerProcess]
+) -> None:
+    """Two members of one slot each, both held. R1 is queued after A refused it (so it may not go to
+    A again); R2 is queued behind it. When A frees its slot, R2 must get it at once, not wait for B."""
+    a, b = mocks(), mocks()
+    slow = {"max_inflight": 1, "first_byte_timeout_s": 10, "idle_timeout_s": 10}
+    gw = await asyncio.to_thread(gateways, [member(a, **slow), member(b, **slow)], queue_timeout_s=20, health_interval_s=60)
+    for m in (a, b):
+        await asyncio.to_thread(reset, m)
+    on_a = users_for(a, [a, b], 3, prefix="a-")
+    client = openai.AsyncOpenAI(base_url=gw.base_url, api_key="x", max_retries=0, timeout=20)
+
+    async def hold(mock: MockProcess, user: str) -> openai.AsyncStream[Any]:
+        await asyncio.to_thread(configure, mock, stall_after=2, count=1)
+        stream = await client.chat.completions.create(model=MODEL, messages=MSG, stream=True, user=user)
+        await tokens(stream, 2)
+        return stream
+
+    async def queued(n: int) -> None:
+        await wait_for_async(lambda: pool(gw)["queued_requests"], lambda q: q == n, 3)
+
+    hold_b = await hold(b, users_for(b, [a, b], 1, prefix="b-")[0])
+    hold_a = await hold(a, on_a[0])
+    r1 = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=MSG, user=on_a[1]))
+    await queued(1)
+    await asyncio.to_thread(configure, a, status=502, count=1)  # A refuses R1 once it gets the slot
+    await hold_a.close()
+    await wait_for_async(lambda: pool(gw)["upstreams"][0]["failures"], lambda f: f == 1, 3)
+    await queued(1)  # R1 again, now for B only
+    hold_a = await hold(a, on_a[0])
+    r2 = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=MSG, user=on_a[2]))
+    await queued(2)
+
+    await hold_a.close()  # A is free: R2 may use it, R1 may not
+    freed = time.monotonic()
+    done, _ = await asyncio.wait({r2}, timeout=3)
+    assert r2 in done, f"R2 still queued {time.monotonic() - freed:.1f} s after A freed its slot: {pool(gw)}"
+    assert r1.done() is False
+    await hold_b.close()
+    assert (await r1).choices[0].message.content == text_of(16)
+    await settled(gw)
+    await client.close()

@@ -9,7 +9,7 @@ Modes: ``"pass"`` (forward both ways; ``latency_ms`` delays every upstream→cli
 RST), ``"blackhole"`` (accept, read and discard, never answer, never close), ``"refuse"`` (the
 listening socket is closed, so connects are refused; any other mode reopens it on the same port).
 ``latency_ms`` and ``reset_after_bytes`` apply live to open connections; the mode to new ones.
-Counters: ``connections`` (accepted), ``active``, ``resets``.
+``drop()`` resets the open connections. Counters: ``connections`` (accepted), ``active``, ``resets``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class ChaosProxy:
         elif mode != "refuse" and self._server is None:
             await self._listen()
         self.mode = mode
+
+    def drop(self) -> None:
+        """Reset every open connection, both sides (a client's idle keep-alive ones too): a new mode then
+        meets every request, not only those that open a new connection."""
+        for w in list(self._writers):
+            _reset(w)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -60,8 +60,13 @@ class RoutingSettings(BaseModel):
         "least_loaded: the one with the fewest requests; round_robin: each in turn",
     )
     retries: int = Field(2, ge=0, le=5, description="attempts on other upstreams before the first byte reaches the client")
+    retry_budget: float = Field(
+        0.2, ge=0, le=1, description="retries at most this share of a pool's requests (over 10 s; 3 always allowed)"
+    )
     queue_timeout_s: float = Field(30.0, gt=0, description="how long a request waits for a free upstream slot before 503")
-    health_interval_s: float = Field(5.0, gt=0, description="active health check period per upstream (jittered)")
+    health_interval_s: float = Field(
+        5.0, gt=0, description="active health check period per upstream (jittered; checked once a second at most)"
+    )
     load_stale_s: float = Field(5.0, gt=0, description="an upstream's reported load older than this is ignored")
     affinity_abs: int = Field(4, ge=0, description="leave the affine upstream only if it has this many more requests ...")
     affinity_rel: float = Field(1.5, ge=1, description="... and this many times the least loaded one's")

@@ -2,13 +2,12 @@
 whose five pools are one mock each, named and typed by flavour (vllm, tgi, ollama, llama-server,
 sglang). The official SDK reads through ``ValidatingTransport``, so every body, chunk and error is
 checked against OpenAI's spec; each flavour's deviations (vLLM's integer error code, TGI's bare
-string error, llama.cpp's always-on usage chunk, n refused or ignored, max_tokens only) must not
+string error, llama.cpp's always-on usage chunk, n refused or ignored, TGI's max_tokens only) must not
 show through.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -25,10 +24,6 @@ from tests.upstreams.launch import MockProcess, run_mockai
 
 FLAVOURS = ("vllm", "tgi", "ollama", "llama-server", "sglang")
 FANNED = ("llama-server", "tgi", "ollama")  # n > 1 is refused or ignored: the gateway fans it out
-MAX_TOKENS_ONLY = ("llama-server", "tgi", "ollama")
-# With faceplate.check the gateway probes each member at start-up and its findings replace the kind's
-# seeded flags; without it (before that branch is merged) the seeds stand.
-PROBED = importlib.util.find_spec("faceplate.check") is not None
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +117,9 @@ def test_max_completion_tokens_reaches_the_upstream_by_its_name(client: openai.O
     assert r.choices[0].message.content == text_of(3) and r.choices[0].finish_reason == "length"
     sent = stats(mock)["last_body"]
     limits = {k: v for k, v in sent.items() if k in ("max_tokens", "max_completion_tokens")}
-    if flavour in MAX_TOKENS_ONLY and not PROBED:  # the kind's seed: it knows max_tokens only
+    if flavour == "tgi":  # the probe found it ignores max_completion_tokens: the gateway renames it
         assert limits == {"max_tokens": 3}, sent
-    else:  # mockai honours both names in every flavour, and the start-up probe finds that out
+    else:  # the others honour the newer name, and the start-up probe finds that out
         assert limits == {"max_completion_tokens": 3}, sent
 
 

@@ -328,3 +328,19 @@ async def test_stats_shape_and_close() -> None:
     }
     await pool.close()
     assert [x.http.closed for x in pool.members] == [1, 1]  # type: ignore[attr-defined]
+
+
+def test_retry_budget_caps_retries_at_a_share_of_first_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faceplate.engines.remote import pool as pool_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(pool_module.time, "monotonic", lambda: clock[0])
+    budget = pool_module.RetryBudget(0.2)
+    assert all(budget.spend(retry=True) for _ in range(3))  # the floor: a quiet pool still fails over
+    assert not budget.spend(retry=True)
+    for _ in range(30):
+        assert budget.spend(retry=False)
+    assert all(budget.spend(retry=True) for _ in range(3))  # 6 retries = 20% of 30 first attempts
+    assert not budget.spend(retry=True)
+    clock[0] += pool_module.RETRY_WINDOW_S + 1  # the window slides: the old attempts no longer count
+    assert budget.spend(retry=True)

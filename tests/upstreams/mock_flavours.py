@@ -106,6 +106,7 @@ class Flavour:
     honours_tool_choice: bool  # False: tool_choice treated as "auto" (never forces a call)
     embeddings: bool
     validation_status: int  # the status of the engine's own validation errors
+    max_completion_tokens: bool = True  # False: TGI, whose chat API knows max_tokens and ignores the newer name
 
 
 _FLAVOURS = {
@@ -113,7 +114,7 @@ _FLAVOURS = {
     "vllm": Flavour("vllm", False, "many", False, True, True, 400),
     "sglang": Flavour("sglang", False, "many", False, True, True, 400),
     "llama-server": Flavour("llama-server", False, "refuse", True, True, True, 400),
-    "tgi": Flavour("tgi", False, "refuse", False, True, False, 422),
+    "tgi": Flavour("tgi", False, "refuse", False, True, False, 422, max_completion_tokens=False),
     "ollama": Flavour("ollama", False, "one", False, False, True, 400),
 }
 

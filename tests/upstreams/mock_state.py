@@ -209,7 +209,8 @@ def make_plan(state: MockState, kind: str, body: dict[str, Any], ctl: dict[str, 
         raise BadRequest(fl.n_refusal(flavour), flavour.validation_status)
     if flavour.n == "one":
         n = 1
-    max_tokens = _int_field(body, "max_completion_tokens", 1) or _int_field(body, "max_tokens", 1)
+    newer = _int_field(body, "max_completion_tokens", 1) if flavour.max_completion_tokens else None
+    max_tokens = newer or _int_field(body, "max_tokens", 1)
     natural = int(ctl.get("chunks", ms.DEFAULT_TOKENS))
     tool = ms.forced_tool(body, flavour.honours_tool_choice) if kind == "chat" else None
     fmt = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None

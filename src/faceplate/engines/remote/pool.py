@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,28 @@ from faceplate.errors import Overloaded, ServiceUnavailable
 
 log = logging.getLogger("faceplate.upstreams")
 LOAD_POLL_S = 1.0
+RETRY_WINDOW_S = 10.0
+RETRY_FLOOR = 3  # retries always allowed per window, so a quiet pool still fails over
+
+
+class RetryBudget:
+    """Retries at most a share of first attempts over a sliding window: when a whole pool is failing,
+    retrying every request would only multiply the load on it (Finagle's and Envoy's lesson)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._sent: deque[tuple[float, bool]] = deque()  # (when, was a retry)
+
+    def spend(self, retry: bool) -> bool:
+        now = time.monotonic()
+        while self._sent and now - self._sent[0][0] > RETRY_WINDOW_S:
+            self._sent.popleft()
+        if retry:
+            retries = sum(1 for _, r in self._sent if r)
+            if retries >= max(RETRY_FLOOR, self.share * (len(self._sent) - retries)):
+                return False
+        self._sent.append((now, retry))
+        return True
 
 
 @dataclass(eq=False)
@@ -84,6 +107,7 @@ class Pool:
         self.model_id = model_id
         self.reprobe = reprobe  # learns the capabilities of a member that was down at start-up
         self.waiting = 0
+        self.budget = RetryBudget(routing.retry_budget)
         self._turn = 0
         self.members = members
         self.routing = routing
@@ -141,7 +165,10 @@ class Pool:
         return member
 
     async def acquire(self, key: str, exclude: set[Upstream]) -> Upstream:
-        """A member's slot for this request (release it with ``release``); waits while all are full."""
+        """A member's slot for this request (release it with ``release``); waits while all are full.
+        A non-empty ``exclude`` makes this a retry, refused once the pool's retry budget is spent."""
+        if not self.budget.spend(retry=bool(exclude)):
+            raise ServiceUnavailable(f"Too many retries on `{self.model_id}` now; not retrying.", code="upstream_unavailable")
         member = self._pick(key, exclude)
         if member is None:
             self.placements["queued"] += 1
@@ -208,7 +235,7 @@ class Pool:
                     jobs.append(self._check(m))
             jobs.append(self._read_shared())
             await asyncio.gather(*jobs, return_exceptions=True)
-            await asyncio.sleep(LOAD_POLL_S)
+            await asyncio.sleep(min(LOAD_POLL_S, self.routing.health_interval_s))
 
     async def _check(self, m: Upstream) -> None:
         try:

@@ -18,7 +18,8 @@ The workload (bench/routing_gain_workload.py), the same for every policy: 4 tena
 own ~1.1k-token system prompt; 2 sessions per tenant, 8 in all, run concurrently; 6 turns per session,
 one after the other, each adding the assistant's answer and a new short user message; ``max_tokens``
 16, temperature 0, streamed with ``stream_options.include_usage``. No ``prompt_cache_key`` or ``user``:
-affinity hashes the system prompt and first user turn, so each session has its own preferred upstream.
+affinity hashes the start of the conversation, its first 2,048 chars (routing.PREFIX_CHARS): here the
+tenant's system prompt, so both sessions of a tenant share a preferred upstream.
 
 Rounds. Every round plays the workload once per policy, in a rotated order, and starts the system
 prompts with a new tag, so nothing cached by an earlier round matches (and affinity's hash, so each

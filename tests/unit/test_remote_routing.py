@@ -173,11 +173,17 @@ def test_system_and_first_user_turn_name_the_conversation() -> None:
     assert affinity_key(conv(FIRST)) != base
 
 
-def test_the_key_is_bounded() -> None:
-    long = conv(("system", "x" * 10_000), FIRST)
+def test_the_key_is_bounded_per_turn() -> None:
+    long = conv(("system", "x" * 10_000), ("user", "y" * 10_000))
     key = affinity_key(long)
-    assert len(key) <= PREFIX_CHARS + 2
-    assert affinity_key(conv(("system", "x" * 10_000), ("user", "other"))) == key  # past the bound nothing counts
+    assert len(key) <= 2 * (PREFIX_CHARS + 8)
+    assert affinity_key(conv(("system", "x" * 10_000 + "z"), ("user", "y" * 10_000))) == key  # past a turn's bound
+
+
+def test_a_long_system_prompt_does_not_crowd_out_the_user_turn() -> None:
+    """A tenant's sessions share a long system prompt; their first user turns still tell them apart."""
+    tenant = ("system", "x" * 10_000)
+    assert affinity_key(conv(tenant, ("user", "Plan my trip."))) != affinity_key(conv(tenant, ("user", "Fix my code.")))
 
 
 def test_completion_keys() -> None:

@@ -29,13 +29,14 @@ def affinity_key(request: ChatRequest | CompletionRequest) -> str:
     if isinstance(request, CompletionRequest):
         prompt = request.prompt if isinstance(request.prompt, str) else ",".join(map(str, request.prompt[:512]))
         return "p:" + prompt[:PREFIX_CHARS]
-    start, size = [], 0
+    # Each turn up to the first user one counts with its own bounded share: a long system prompt must
+    # not crowd out the user turn, or every conversation of a tenant would be one key on one upstream.
+    start = []
     for m in request.messages:
-        start.append(f"{m.role}\x00{m.content or ''}")
-        size += len(start[-1])
-        if m.role == "user" or size >= PREFIX_CHARS:
+        start.append(f"{m.role}\x00{(m.content or '')[:PREFIX_CHARS]}")
+        if m.role == "user":
             break
-    return "c:" + "\x01".join(start)[:PREFIX_CHARS]
+    return "c:" + "\x01".join(start)
 
 
 def _unit(key: str, member: str) -> float:

@@ -10,6 +10,9 @@ once, OpenAI's error envelope, and a client that leaves frees its slot.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -25,6 +28,7 @@ from tests.serverproc import ServerProcess
 
 MODEL = "smollm2-llama-server"
 ASK = [{"role": "user", "content": "Name three colours."}]
+NO_END = {"0": -100, "2": -100}  # SmolLM2's end-of-turn tokens: an answer runs to its max_tokens
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +135,7 @@ def test_legacy_completion_logprobs(client: openai.OpenAI) -> None:
 
 
 def test_leaving_mid_stream_frees_the_slot(gateway: ServerProcess, llama: ServerProcess) -> None:
-    body = {"model": MODEL, "messages": ASK, "max_tokens": 2000, "stream": True, "temperature": 1.5}
+    body = {"model": MODEL, "messages": ASK, "max_tokens": 2000, "stream": True, "logit_bias": NO_END}
     with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, timeout=60) as resp:
         lines = resp.iter_lines()
         for _ in range(12):
@@ -142,8 +146,30 @@ def test_leaving_mid_stream_frees_the_slot(gateway: ServerProcess, llama: Server
 
 
 def test_leaving_a_non_streamed_request_frees_the_slot(gateway: ServerProcess, llama: ServerProcess) -> None:
-    body = {"model": MODEL, "messages": ASK, "max_tokens": 2000, "temperature": 1.5}
+    body = {"model": MODEL, "messages": ASK, "max_tokens": 2000, "logit_bias": NO_END}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{gateway.base_url}/chat/completions", json=body, timeout=1.0)
     assert _wait_idle(llama, within=2.0) < 2.0
     assert pool_stats(gateway, MODEL)["upstreams"][0]["inflight"] == 0
+
+
+def _check(url: str) -> dict[str, str]:
+    """``faceplate check URL --json`` (the published CLI): check name -> pass, fail or skip."""
+    run = subprocess.run([sys.executable, "-m", "faceplate", "check", url, "--json"], capture_output=True, text=True, timeout=180)
+    assert run.returncode in (0, 1), run.stderr
+    return {r["name"]: r["status"] for r in json.loads(run.stdout)["results"]}
+
+
+def test_faceplate_check_finds_llama_servers_breaks_and_none_through_the_gateway(
+    gateway: ServerProcess, llama: ServerProcess
+) -> None:
+    direct, through = _check(llama.root), _check(gateway.root)
+    broken = {name for name, status in direct.items() if status == "fail"}
+    # What this llama-server gets wrong about the contract's shape: integer error codes, no 404 for an
+    # unknown model, no 400 for temperature 5, bodies without `refusal`/`logprobs`, chatcmpl- ids on completions.
+    assert {"errors.missing_messages", "errors.unknown_model", "errors.bad_temperature", "chat.schema"} <= broken, direct
+    assert {name for name, status in through.items() if status == "fail"} <= {
+        "chat.tool_choice.required",  # refused with 400 unsupported_parameter: llama-server would not force the call
+        "chat.tool_choice.named",
+    }, through
+    assert all(through[name] == "pass" for name in broken if not name.startswith("chat.tool_choice")), through

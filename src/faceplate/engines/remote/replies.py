@@ -149,8 +149,10 @@ class StreamReader:
         if not self.done and any(c.reason is None for c in self.choices):
             raise UpstreamFailed("The upstream closed the stream before it finished.")
         counted = [c.tokens for c in self.choices]
-        if self.completion_tokens is not None and self.completion_tokens >= sum(counted[:-1]):
-            counted[-1] = self.completion_tokens - sum(counted[:-1])  # the upstream's count settles it
+        # A content chunk holds at least one token, so our count is a floor: the upstream's total settles it
+        # upward (chunks of several tokens), never below (llama-server counts one choice of n).
+        if self.completion_tokens is not None and self.completion_tokens > sum(counted):
+            counted[-1] += self.completion_tokens - sum(counted)
         return [Finished(i, c.reason or "stop", counted[i], cached_tokens=self.cached_tokens) for i, c in enumerate(self.choices)]
 
 

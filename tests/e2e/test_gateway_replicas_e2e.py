@@ -141,3 +141,33 @@ def test_a_circuit_opened_by_one_gateway_is_open_on_the_other(
         assert httpx.get(f"{bad}/mock/stats").json()["requests"].get("/v1/chat/completions", 0) == sent
     finally:
         httpx.post(f"{bad}/mock/config", json={"status": None}).raise_for_status()
+
+
+def test_a_responses_chain_stays_on_one_upstream_across_gateways(
+    fleet: tuple[ServerProcess, list[ServerProcess]], mocks: list[MockProcess]
+) -> None:
+    """previous_response_id affinity: each turn of a chain goes through the other replica, and every
+    turn lands on the upstream holding the chain's prefix (the key is the chain's first response). Each
+    turn's ``instructions`` differ, so the conversation's start alone would scatter the turns."""
+    _, replicas = fleet
+    key = create_key(replicas[0], name="gw-chains")["key"]
+
+    def completed() -> list[int]:
+        return [httpx.get(f"{m}/mock/stats").json()["completed"] for m in mocks]
+
+    for chain in range(4):
+        landed: set[int] = set()
+        previous = None
+        for turn in range(4):
+            before = completed()
+            r = sdk(replicas[turn % 2], key).responses.create(
+                model=MODEL,
+                instructions=f"Answer in style {turn}.",
+                input=f"chain {chain} turn {turn}: go on",
+                previous_response_id=previous,
+                max_output_tokens=16,
+            )
+            assert r.status == "completed" and r.output_text, r
+            landed |= {i for i, (a, b) in enumerate(zip(before, completed(), strict=True)) if b > a}
+            previous = r.id
+        assert len(landed) == 1, (chain, landed)

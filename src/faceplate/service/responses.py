@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,9 +57,18 @@ def _previous_not_found(response_id: str, why: str = "not found") -> InvalidRequ
     )
 
 
+THREAD_CHARS = 2048  # of the first inputs, enough to tell threads apart
+
+
+def thread_of(inputs: list[Item]) -> str | None:
+    """A chain's affinity key: its first turn's inputs, which every later turn can read back from the store
+    (the first turn's ``instructions`` are not stored, and each turn may send its own)."""
+    return "r:" + json.dumps(inputs, sort_keys=True)[:THREAD_CHARS] if inputs else None
+
+
 async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None, str | None]:
     """The stored items this turn continues from, the conversation id (if it continues one), and the
-    thread: the chain's first response or the conversation (what keeps it on one upstream of a pool)."""
+    thread: what keeps it on one upstream of a pool (the chain's first inputs, or the conversation)."""
     if body.previous_response_id and body.conversation is not None:
         raise InvalidRequest(
             "Mutually exclusive parameters: 'previous_response_id' and 'conversation' cannot be used together.",
@@ -75,7 +85,7 @@ async def load_context(services: Services, owner: str, body: ResponseInputFields
         last = await asyncio.to_thread(require_store(services).responses.get, rid, owner)
         if last is not None and last.status in ("queued", "in_progress"):
             raise _previous_not_found(rid, "has not finished yet")
-        return [item for t in turns for item in (*t.inputs, *t.outputs)], None, turns[0].response_id
+        return [item for t in turns for item in (*t.inputs, *t.outputs)], None, thread_of(turns[0].inputs)
     cid = body.conversation_id()
     if cid is None:
         return [], None, None
@@ -185,7 +195,7 @@ async def build_turn(
         tool_choice=plan.choice,
         parallel_tool_calls=plan.parallel and not one_call,
         response_format=fmt,
-        affinity=cache_key or thread or person,
+        affinity=cache_key or thread or thread_of(inputs) or person,
     )
     return PromptTurn(request, items, inputs, cid, plan, text)
 

@@ -158,7 +158,9 @@ async def input_tokens(services: Services, principal: Principal, body: InputToke
     engine = services.chat_engine(principal, body.model)
     turn = await build_turn(services, principal.owner, body, "count", SamplingParams())
     prepared = await engine.prepare_chat(turn.request, services.cpu)
-    return {"object": "response.input_tokens", "input_tokens": prepared.prompt_tokens}
+    count = getattr(engine, "count_prompt", None)  # an engine with no tokenizer of its own asks its server
+    tokens = await count(prepared) if count is not None else prepared.prompt_tokens
+    return {"object": "response.input_tokens", "input_tokens": tokens}
 
 
 # -- upkeep

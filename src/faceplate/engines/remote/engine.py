@@ -9,6 +9,7 @@ upstream allows is fanned out as several requests whose choices are merged by in
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -57,8 +58,8 @@ class RemoteChatEngine:
         probe = self.pool.members[0]
         chat_body(request, probe.model, parts[0], probe.kind, caps)  # refuses here what no member would honour
 
-        def body_for(member: Upstream, n: int) -> dict[str, Any]:
-            return chat_body(request, member.model, n, member.kind, caps)
+        def body_for(member: Upstream, req: Any, n: int) -> dict[str, Any]:
+            return chat_body(req, member.model, n, member.kind, caps)
 
         limit = request.sampling.max_tokens or 0
         return RemotePrepared(request, "/v1/chat/completions", body_for, _estimate_chat(request), limit, parts=parts)
@@ -69,8 +70,8 @@ class RemoteChatEngine:
         probe = self.pool.members[0]
         completion_body(request, probe.model, parts[0], probe.kind, caps)
 
-        def body_for(member: Upstream, n: int) -> dict[str, Any]:
-            return completion_body(request, member.model, n, member.kind, caps)
+        def body_for(member: Upstream, req: Any, n: int) -> dict[str, Any]:
+            return completion_body(req, member.model, n, member.kind, caps)
 
         prompt = request.prompt
         estimate = len(prompt) // 4 + 1 if isinstance(prompt, str) else len(prompt)
@@ -81,6 +82,20 @@ class RemoteChatEngine:
     def generate(self, prepared: Prepared, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:
         assert isinstance(prepared, RemotePrepared)
         return RemoteStream(self.pool, prepared)
+
+    async def count_prompt(self, prepared: Prepared) -> int:
+        """The upstream's own count of a prompt (no tokenizer here): one token generated and the usage read.
+        The prefill it costs warms the upstream's prefix cache for the request that usually follows."""
+        assert isinstance(prepared, RemotePrepared)
+        request = replace(prepared.request, n=1, sampling=replace(prepared.request.sampling, max_tokens=1, top_logprobs=None))
+        probe = replace(prepared, request=request, parts=[1])
+        stream = RemoteStream(self.pool, probe)
+        try:
+            async for _ in stream:
+                pass
+        finally:
+            await stream.aclose()
+        return probe.prompt_tokens
 
     def capabilities(self) -> dict[str, Any]:
         caps = self.pool.caps

@@ -27,7 +27,7 @@ from faceplate.engines.remote.replies import StreamReader
 from faceplate.engines.remote.routing import affinity_key
 from faceplate.errors import FaceplateError, UpstreamFailed
 
-BodyFor = Callable[[Upstream, int], dict[str, Any]]  # (member, n) -> its request body
+BodyFor = Callable[[Upstream, Any, int], dict[str, Any]]  # (member, request, n) -> its request body
 
 
 @dataclass
@@ -83,7 +83,7 @@ class _Part:
 
     async def _open(self, member: Upstream) -> None:
         self.reader = StreamReader(self.n, chat=self.reader.chat)
-        self.resp = await member.http.open(self.prepared.path, self.prepared.body_for(member, self.n))
+        self.resp = await member.http.open(self.prepared.path, self.prepared.body_for(member, self.prepared.request, self.n))
         self._data = member.http.events(self.resp)
         async for data in self._data:  # hold the first event: an error-only stream is still retryable
             try:

@@ -9,60 +9,22 @@ batch worker and the Responses API all end here; none of them meters anything it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from faceplate.engines.base import ChatEngine, Finished, GenerationEvent, Prepared, Priority, TextDelta
+from faceplate.engines.interleave import aclose, interleave
 from faceplate.service import request_log
 from faceplate.service.metering import Meter, status_of
 from faceplate.translate.common import Choices, Translator
 
 
-async def _aclose(it: Any) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
-
-
 async def merge(streams: Sequence[AsyncIterator[GenerationEvent]], n: int) -> AsyncIterator[GenerationEvent]:
     """Interleave several requests' events; request i's choice j becomes index i*n + j."""
-    if len(streams) == 1:
-        async for ev in streams[0]:
-            yield ev
-        return
-    queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]] = asyncio.Queue()
-
-    async def pump(i: int, it: AsyncIterator[GenerationEvent]) -> None:
-        try:
-            async for ev in it:
-                await queue.put((i, ev))
-            await queue.put((i, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            await queue.put((i, exc))
-
-    tasks = [asyncio.ensure_future(pump(i, it)) for i, it in enumerate(streams)]
-    try:
-        live = len(streams)
-        while live:
-            i, item = await queue.get()
-            if item is None:
-                live -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield replace(item, index=i * n + item.index)
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        for it in streams:
-            await _aclose(it)
+    async for i, ev in interleave(streams):
+        yield replace(ev, index=i * n + ev.index) if i else ev
 
 
 async def open_streams(
@@ -75,7 +37,7 @@ async def open_streams(
             streams.append(engine.generate(p, priority))
     except BaseException:
         for s in streams:  # a JobStream cancels its job on close, even if never iterated
-            await _aclose(s)
+            await aclose(s)
         raise
     return streams
 
@@ -190,8 +152,8 @@ class Reply:
         if self.meter.done:
             return
         try:
-            await _aclose(self._events)
+            await aclose(self._events)
             for stream in self._streams:
-                await _aclose(stream)
+                await aclose(stream)
         finally:
             await self.meter.finish(status_of(error), self.prompt_tokens, self.choices.completion_tokens)

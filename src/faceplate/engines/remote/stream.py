@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from faceplate.engines.base import ChatRequest, CompletionRequest, GenerationEvent
+from faceplate.engines.interleave import interleave
 from faceplate.engines.remote.client import Unreachable
 from faceplate.engines.remote.pool import Pool, Upstream
 from faceplate.engines.remote.replies import StreamReader
@@ -174,37 +175,8 @@ class RemoteStream:
         return await self._iter.__anext__()
 
     async def _merged(self) -> AsyncIterator[GenerationEvent]:
-        if len(self.parts) == 1:
-            async for ev in self.parts[0].events():
-                yield ev
-            return
-        queue: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-
-        async def pump(part: _Part) -> None:
-            try:
-                async for ev in part.events():
-                    await queue.put(ev)
-                await queue.put(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                await queue.put(exc)
-
-        tasks = [asyncio.ensure_future(pump(p)) for p in self.parts]
-        try:
-            live = len(tasks)
-            while live:
-                item = await queue.get()
-                if item is None:
-                    live -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(BaseException):
-                    await t
+        async for _, ev in interleave([p.events() for p in self.parts]):  # already at their reply's indices
+            yield ev
 
     async def aclose(self) -> None:
         if self._iter is not None:

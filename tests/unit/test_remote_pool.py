@@ -344,3 +344,20 @@ def test_retry_budget_caps_retries_at_a_share_of_first_attempts(monkeypatch: pyt
     assert not budget.spend(retry=True)
     clock[0] += pool_module.RETRY_WINDOW_S + 1  # the window slides: the old attempts no longer count
     assert budget.spend(retry=True)
+
+
+async def test_batch_lines_hold_at_most_half_a_members_slots() -> None:
+    pool = make_pool("http://a:1")
+    (a,) = pool.members  # max_inflight 4: batch lines may hold 2
+    held = [await pool.acquire("k", set(), "batch") for _ in range(2)]
+    assert a.batch_inflight == 2
+    with pytest.raises(Overloaded):  # a third batch line waits (here: until the queue times out)
+        pool.routing = pool.routing.model_copy(update={"queue_timeout_s": 0.05})
+        await pool.acquire("k", set(), "batch")
+    clients = [await pool.acquire("k", set()) for _ in range(2)]  # clients still get the other two
+    assert a.inflight == 4
+    for m in held:
+        await pool.release(m, "batch")
+    for m in clients:
+        await pool.release(m)
+    assert (a.inflight, a.batch_inflight) == (0, 0)

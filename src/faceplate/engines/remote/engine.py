@@ -81,7 +81,7 @@ class RemoteChatEngine:
 
     def generate(self, prepared: Prepared, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:
         assert isinstance(prepared, RemotePrepared)
-        return RemoteStream(self.pool, prepared)
+        return RemoteStream(self.pool, prepared, priority)
 
     async def count_prompt(self, prepared: Prepared) -> int:
         """The upstream's own count of a prompt (no tokenizer here): one token generated and the usage read.
@@ -146,7 +146,7 @@ class RemoteEmbeddingEngine:
         error: FaceplateError | None = None
         for _ in range(self.pool.routing.retries + 1):
             try:
-                member = await self.pool.acquire(key, tried)
+                member = await self.pool.acquire(key, tried, priority)
             except FaceplateError as exc:
                 raise (error or exc) from None
             tried.add(member)
@@ -159,7 +159,7 @@ class RemoteEmbeddingEngine:
                 error = exc.error
                 self.pool.failed(member, hard=exc.hard, retry_after=exc.retry_after)
             finally:
-                await self.pool.release(member)
+                await self.pool.release(member, priority)
         raise error or UpstreamFailed("No upstream answered.")
 
     def stats(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faceplate.config_upstreams import RoutingSettings, UpstreamSpec
+from faceplate.engines.base import Priority
 from faceplate.engines.remote.breaker import Breaker, SharedBreakers
 from faceplate.engines.remote.client import UpstreamHTTP
 from faceplate.engines.remote.kinds import Kind
@@ -65,6 +66,7 @@ class Upstream:
     probed: bool = False
     probe_failures: int = 0
     inflight: int = 0
+    batch_inflight: int = 0  # of which Batch API lines (they may hold half its slots, so clients always get in)
     reported: int | None = None
     reported_at: float = 0.0
     cool_until: float = 0.0  # after a 429/503 with Retry-After
@@ -137,12 +139,16 @@ class Pool:
         # Nothing passes the checks: degrade to any member not yet tried rather than refuse outright.
         return [m for m in self.members if m not in exclude and m.healthy] or [m for m in self.members if m not in exclude]
 
-    def _pick(self, key: str, exclude: set[Upstream]) -> Upstream | None:
+    def _pick(self, key: str, exclude: set[Upstream], batch: bool) -> Upstream | None:
         """A member with a free slot, or None if the candidates are all full; raises if there are no candidates."""
         candidates = self._candidates(exclude)
         if not candidates:
             raise ServiceUnavailable(f"No upstream of `{self.model_id}` is available.", code="upstream_unavailable")
-        free = [m for m in candidates if m.inflight < m.spec.max_inflight]
+        free = [
+            m
+            for m in candidates
+            if m.inflight < m.spec.max_inflight and not (batch and m.batch_inflight >= max(1, m.spec.max_inflight // 2))
+        ]
         if not free:
             return None
         stale = self.routing.load_stale_s
@@ -164,31 +170,34 @@ class Pool:
         self.placements[why] += 1
         return member
 
-    async def acquire(self, key: str, exclude: set[Upstream]) -> Upstream:
+    async def acquire(self, key: str, exclude: set[Upstream], priority: Priority = "interactive") -> Upstream:
         """A member's slot for this request (release it with ``release``); waits while all are full.
         A non-empty ``exclude`` makes this a retry, refused once the pool's retry budget is spent."""
         if not self.budget.spend(retry=bool(exclude)):
             raise ServiceUnavailable(f"Too many retries on `{self.model_id}` now; not retrying.", code="upstream_unavailable")
-        member = self._pick(key, exclude)
+        batch = priority == "batch"
+        member = self._pick(key, exclude, batch)
         if member is None:
             self.placements["queued"] += 1
             self.waiting += 1
             try:
                 async with asyncio.timeout(self.routing.queue_timeout_s):
                     async with self._freed:
-                        while (member := self._pick(key, exclude)) is None:
+                        while (member := self._pick(key, exclude, batch)) is None:
                             await self._freed.wait()
             except TimeoutError:
                 raise Overloaded(f"Every upstream of `{self.model_id}` is busy; retry shortly.") from None
             finally:
                 self.waiting -= 1
         member.inflight += 1
+        member.batch_inflight += batch
         member.counters["requests"] += 1
         member.breaker.sent()
         return member
 
-    async def release(self, member: Upstream) -> None:
+    async def release(self, member: Upstream, priority: Priority = "interactive") -> None:
         member.inflight -= 1
+        member.batch_inflight -= priority == "batch"
         async with self._freed:
             # Every waiter looks: the first may not take this member (it excluded it on a retry, or its
             # wait is timing out), and a single notify would be lost while another waiter could use it.

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from faceplate.engines.base import ChatRequest, CompletionRequest, GenerationEvent
+from faceplate.engines.base import ChatRequest, CompletionRequest, GenerationEvent, Priority
 from faceplate.engines.interleave import interleave
 from faceplate.engines.remote.client import Unreachable
 from faceplate.engines.remote.pool import Pool, Upstream
@@ -45,8 +45,8 @@ class RemotePrepared:
 class _Part:
     """One upstream request and its reader; ``base`` is its first choice's index in the reply."""
 
-    def __init__(self, pool: Pool, prepared: RemotePrepared, base: int, n: int) -> None:
-        self.pool, self.prepared, self.base, self.n = pool, prepared, base, n
+    def __init__(self, pool: Pool, prepared: RemotePrepared, base: int, n: int, priority: Priority) -> None:
+        self.pool, self.prepared, self.base, self.n, self.priority = pool, prepared, base, n, priority
         self.member: Upstream | None = None
         self.resp: aiohttp.ClientResponse | None = None
         self.reader = StreamReader(n, chat=prepared.path.endswith("chat/completions"))
@@ -63,7 +63,7 @@ class _Part:
                 self.retries += 1
                 await asyncio.sleep(random.uniform(0.0, 0.05 * attempt))  # jitter: do not stampede the survivors
             try:
-                member = await self.pool.acquire(key, tried)
+                member = await self.pool.acquire(key, tried, self.priority)
             except FaceplateError as exc:
                 raise (error or exc) from None
             tried.add(member)
@@ -135,7 +135,7 @@ class _Part:
                 await self._data.aclose()  # type: ignore[attr-defined]
             self._data = None
         if self.member is not None:
-            await self.pool.release(self.member)
+            await self.pool.release(self.member, self.priority)
             self.member = None
 
     async def close(self) -> None:
@@ -145,12 +145,12 @@ class _Part:
 class RemoteStream:
     """The engine stream for one prepared request: ``ready()``, then its events; ``aclose()`` always."""
 
-    def __init__(self, pool: Pool, prepared: RemotePrepared) -> None:
+    def __init__(self, pool: Pool, prepared: RemotePrepared, priority: Priority = "interactive") -> None:
         self.pool = pool
         self.parts = []
         base = 0
         for n in prepared.parts:
-            self.parts.append(_Part(pool, prepared, base, n))
+            self.parts.append(_Part(pool, prepared, base, n, priority))
             base += n
         self._started = False
         self._iter: AsyncIterator[GenerationEvent] | None = None

@@ -52,7 +52,6 @@ class _Part:
         self.reader = StreamReader(n, chat=prepared.path.endswith("chat/completions"))
         self.held: list[GenerationEvent] = []
         self._data: AsyncIterator[str] | None = None
-        self.retries = 0
 
     async def start(self) -> None:
         tried: set[Upstream] = set()
@@ -60,7 +59,6 @@ class _Part:
         error: FaceplateError | None = None
         for attempt in range(self.pool.routing.retries + 1):
             if attempt:
-                self.retries += 1
                 await asyncio.sleep(random.uniform(0.0, 0.05 * attempt))  # jitter: do not stampede the survivors
             try:
                 member = await self.pool.acquire(key, tried, self.priority)
@@ -95,7 +93,7 @@ class _Part:
                 raise
             if self.held or self.reader.done:
                 return
-        self.held = []  # the body ended without a usable event
+        raise Unreachable(UpstreamFailed("The server behind this model ended its answer before any event."))
 
     def _offset(self, events: list[GenerationEvent]) -> list[GenerationEvent]:
         return [replace(e, index=e.index + self.base) for e in events] if self.base else events
@@ -152,13 +150,16 @@ class RemoteStream:
         for n in prepared.parts:
             self.parts.append(_Part(pool, prepared, base, n, priority))
             base += n
-        self._started = False
+        self._started: asyncio.Future[None] | None = None
         self._iter: AsyncIterator[GenerationEvent] | None = None
 
     async def ready(self) -> None:
-        if self._started:
-            return
-        self._started = True
+        """Place and start every part (once; a second call waits for, or re-raises, the first's outcome)."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start())
+        await self._started  # a caller cancelled while waiting cancels the placement with it
+
+    async def _start(self) -> None:
         results = await asyncio.gather(*(p.start() for p in self.parts), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -179,6 +180,10 @@ class RemoteStream:
             yield ev
 
     async def aclose(self) -> None:
+        if self._started is not None and not self._started.done():
+            self._started.cancel()  # still placing or waiting for headers: stop that too
+            with contextlib.suppress(BaseException):
+                await self._started
         if self._iter is not None:
             with contextlib.suppress(BaseException):
                 await self._iter.aclose()  # type: ignore[attr-defined]

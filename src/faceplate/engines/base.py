@@ -116,6 +116,13 @@ class CompletionRequest:
     affinity: str | None = None
 
 
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """A cheap guess (about four characters a token) to admit with, before any tokenizer has run;
+    usage settles to the real count (a remote engine's stands until its upstream reports one)."""
+    chars = sum(len(m.content or "") + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages)
+    return chars // 4 + 4 * len(request.messages)
+
+
 class Prepared(Protocol):
     """A request an engine has checked and made ready to run."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from faceplate.access.auth import Principal
-from faceplate.engines.base import ChatEngine, ChatRequest, Prepared
+from faceplate.engines.base import ChatEngine, Prepared, estimate_prompt_tokens
 from faceplate.errors import InvalidRequest
 from faceplate.protocol.chat import ChatCompletionRequest
 from faceplate.protocol.completions import CompletionRequest
@@ -27,12 +27,6 @@ from faceplate.translate.inbound import chat_request, completion_requests
 
 TranslatorFor = Translator | Callable[[list[Prepared]], Translator]  # a translator, or one made once prepared
 MAX_CHOICES = 128  # prompts x n in one request, as OpenAI caps n
-
-
-def estimate_prompt_tokens(request: ChatRequest) -> int:
-    """A cheap guess (about four characters a token) used only to admit; usage settles to the real count."""
-    chars = sum(len(m.content or "") + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages)
-    return chars // 4 + 4 * len(request.messages)
 
 
 def _completion_budget(services: Services, max_tokens: int | None, choices: int) -> int:

@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from faceplate.access.auth import Principal
-from faceplate.engines.base import ChatEngine, ChatRequest, Prepared, SamplingParams
+from faceplate.engines.base import ChatEngine, ChatRequest, Prepared, SamplingParams, estimate_prompt_tokens
 from faceplate.errors import ContextLengthExceeded, FaceplateError, InvalidRequest, NotFound
 from faceplate.protocol.response_items import ItemReference
 from faceplate.protocol.responses import CreateResponseRequest, ResponseInputFields
-from faceplate.service.generate import estimate_prompt_tokens, metered
+from faceplate.service.generate import metered
 from faceplate.service.generation import Reply
 from faceplate.service.response_runs import Persist, ResponseRun
 from faceplate.service.services import Services

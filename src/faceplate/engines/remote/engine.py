@@ -22,6 +22,7 @@ from faceplate.engines.base import (
     GenerationEvent,
     Prepared,
     Priority,
+    estimate_prompt_tokens,
 )
 from faceplate.engines.remote.client import Unreachable
 from faceplate.engines.remote.pool import Pool, Upstream
@@ -32,11 +33,6 @@ from faceplate.errors import FaceplateError, UpstreamFailed
 
 MAX_JOBS = 128
 EMBED_TIMEOUT_S = 120.0
-
-
-def _estimate_chat(request: ChatRequest) -> int:
-    chars = sum(len(m.content or "") + sum(len(c.arguments) for c in m.tool_calls) for m in request.messages)
-    return chars // 4 + 4 * len(request.messages)
 
 
 def _parts(n: int, max_n: int) -> list[int]:
@@ -52,32 +48,26 @@ class RemoteChatEngine:
         self.model_id = pool.model_id
         self.max_jobs = MAX_JOBS
 
-    async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> Prepared:
+    def _prepared(self, request: Any, path: str, build: Any, estimate: int, echo: str = "") -> RemotePrepared:
         caps = self.pool.caps
         parts = _parts(request.n, caps.max_n)
-        probe = self.pool.members[0]
-        chat_body(request, probe.model, parts[0], probe.kind, caps)  # refuses here what no member would honour
+        first = self.pool.members[0]
+        build(request, first.model, parts[0], first.kind, caps)  # refuses here what no member would honour
 
         def body_for(member: Upstream, req: Any, n: int) -> dict[str, Any]:
-            return chat_body(req, member.model, n, member.kind, caps)
+            return build(req, member.model, n, member.kind, caps)  # type: ignore[no-any-return]
 
         limit = request.sampling.max_tokens or 0
-        return RemotePrepared(request, "/v1/chat/completions", body_for, _estimate_chat(request), limit, parts=parts)
+        return RemotePrepared(request, path, body_for, estimate, limit, echo_text=echo, parts=parts)
+
+    async def prepare_chat(self, request: ChatRequest, cpu: CpuPool) -> Prepared:
+        return self._prepared(request, "/v1/chat/completions", chat_body, estimate_prompt_tokens(request))
 
     async def prepare_completion(self, request: CompletionRequest, cpu: CpuPool) -> Prepared:
-        caps = self.pool.caps
-        parts = _parts(request.n, caps.max_n)
-        probe = self.pool.members[0]
-        completion_body(request, probe.model, parts[0], probe.kind, caps)
-
-        def body_for(member: Upstream, req: Any, n: int) -> dict[str, Any]:
-            return completion_body(req, member.model, n, member.kind, caps)
-
         prompt = request.prompt
         estimate = len(prompt) // 4 + 1 if isinstance(prompt, str) else len(prompt)
         echo = prompt if request.echo and isinstance(prompt, str) else ""
-        limit = request.sampling.max_tokens or 0
-        return RemotePrepared(request, "/v1/completions", body_for, estimate, limit, echo_text=echo, parts=parts)
+        return self._prepared(request, "/v1/completions", completion_body, estimate, echo)
 
     def generate(self, prepared: Prepared, priority: Priority = "interactive") -> AsyncIterator[GenerationEvent]:
         assert isinstance(prepared, RemotePrepared)

@@ -65,6 +65,19 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The message as OpenAI's wire and Hugging Face chat templates both spell it."""
+        item: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            item["name"] = self.name
+        if self.tool_calls:
+            item["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            item["tool_call_id"] = self.tool_call_id
+        return item
+
 
 @dataclass(frozen=True)
 class Tool:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from faceplate.engines.base import ChatRequest, Message
+from faceplate.engines.base import ChatRequest
 from faceplate.errors import InvalidRequest
 from faceplate.structured import constraints
 from faceplate.structured.constraints import Constraint
@@ -31,20 +31,6 @@ class ChatPlan:
     tool_calls: bool  # the output may hold tool-call markup to parse into calls
 
 
-def message_dict(m: Message) -> dict[str, Any]:
-    """A message as chat templates expect it (Hugging Face conventions)."""
-    item: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.name:
-        item["name"] = m.name
-    if m.tool_calls:
-        item["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls
-        ]
-    if m.tool_call_id is not None:
-        item["tool_call_id"] = m.tool_call_id
-    return item
-
-
 def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     if messages and messages[0]["role"] == "system":
         return [{**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}, *messages[1:]]
@@ -52,7 +38,7 @@ def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, An
 
 
 def plan(request: ChatRequest, *, template_supports_tools: bool) -> ChatPlan:
-    messages = [message_dict(m) for m in request.messages]
+    messages = [m.as_dict() for m in request.messages]
     fmt = request.response_format
     schema: dict[str, Any] | None = None
     if fmt.type == "json_object":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from faceplate.engines.base import ChatRequest, CompletionRequest, Message, SamplingParams
+from faceplate.engines.base import ChatRequest, CompletionRequest, SamplingParams
 from faceplate.engines.remote.kinds import Kind
 from faceplate.errors import InvalidRequest
 
@@ -98,19 +98,6 @@ def _stream(body: dict[str, Any], caps: Caps) -> None:
         body["stream_options"] = {"include_usage": True}
 
 
-def _message(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.name:
-        out["name"] = m.name
-    if m.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls
-        ]
-    if m.tool_call_id is not None:
-        out["tool_call_id"] = m.tool_call_id
-    return out
-
-
 def _tools(body: dict[str, Any], req: ChatRequest, caps: Caps) -> None:
     mode = req.tool_choice.mode
     if not req.tools or mode == "none":
@@ -145,7 +132,7 @@ def chat_body(req: ChatRequest, model: str, n: int, kind: Kind, caps: Caps) -> d
     """The upstream's /v1/chat/completions body for ``n`` choices of ``req``."""
     if not caps.chat:
         raise InvalidRequest("The server behind this model does not serve chat completions.", code="model_not_supported")
-    body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in req.messages]}
+    body: dict[str, Any] = {"model": model, "messages": [m.as_dict() for m in req.messages]}
     if n > 1:
         body["n"] = n
     _sampling(body, req.sampling, kind, caps, chat=True)

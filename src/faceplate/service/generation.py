@@ -80,10 +80,8 @@ class Reply:
     async def start(self) -> None:
         """Wait until every engine stream is under way (a remote one: placed, answered, first event held),
         so a refusal still becomes an HTTP status rather than an error event in a 200 stream."""
-        for stream in self._streams:
-            ready = getattr(stream, "ready", None)
-            if ready is not None:
-                await ready()
+        readies = [stream.ready() for stream in self._streams if hasattr(stream, "ready")]
+        await asyncio.gather(*readies)  # all at once: several prompts' first events are awaited together
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """The engine events, metered: usage is recorded when this ends, however it ends."""

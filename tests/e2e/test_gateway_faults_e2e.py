@@ -252,3 +252,33 @@ def test_retry_after_is_honoured_and_not_a_breaker_failure(status: int, mocks: M
     row = upstream(gw, a)
     assert row["circuit"] == "closed" and row["opens"] == 0 and row["failures"] == 1, row
     print(f"{status}: A readmitted {seen[-1][0]:.2f} s after the Retry-After: 2")
+
+
+# ---------------------------------------------------------------- connections: bounded and reused
+
+
+async def test_upstream_connections_are_reused_and_bounded(mocks: Mocks, gateways: Gateways) -> None:
+    """Twenty streamed and twenty whole requests, four at a time, open at most a handful of connections
+    to the upstream (keep-alive, read to the end and released), never one per request."""
+    a = mocks()
+    proxy = await start_chaos("127.0.0.1", a.port)
+    try:
+        gw = await asyncio.to_thread(gateways, [member(proxy.url, max_inflight=4)], health_interval_s=60)
+        client = openai.AsyncOpenAI(base_url=gw.base_url, api_key="x", max_retries=0, timeout=10)
+        before = proxy.connections
+
+        async def one(i: int) -> None:
+            if i % 2:
+                r = await client.chat.completions.create(model=MODEL, messages=MSG, user=f"c{i}")
+                assert r.choices[0].message.content == text_of(16)
+            else:
+                stream = await client.chat.completions.create(model=MODEL, messages=MSG, user=f"c{i}", stream=True)
+                assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == text_of(16)
+
+        for batch in range(10):
+            await asyncio.gather(*(one(4 * batch + j) for j in range(4)))
+        opened = proxy.connections - before
+        assert 1 <= opened <= 4 + 2, opened  # max_inflight at once, plus the health and load polls' own
+        await client.close()
+    finally:
+        await proxy.close()

@@ -282,3 +282,23 @@ async def test_upstream_connections_are_reused_and_bounded(mocks: Mocks, gateway
         await client.close()
     finally:
         await proxy.close()
+
+
+# ---------------------------------------------------------------- a server that ignores stream: true
+
+
+def test_a_server_that_ignores_stream_is_still_streamed_to_the_client(mocks: Mocks, gateways: Gateways) -> None:
+    """Some OpenAI-compatible servers answer one JSON body whatever ``stream`` says: the gateway reads it
+    as one event, so a streaming client still gets OpenAI's chunks, [DONE] and its usage chunk."""
+    a = mocks()
+    configure(a, ignore_stream=1)
+    gw = gateways([member(a)])
+    client = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0, timeout=10)
+    direct = httpx.post(f"{a.base_url}/chat/completions", json={"model": "m", "messages": MSG, "stream": True}, timeout=10)
+    assert direct.headers["content-type"].startswith("application/json")  # the mock really ignores it
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MSG, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text_of(16)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 16
+    whole = client.chat.completions.create(model=MODEL, messages=MSG, n=2)
+    assert [c.message.content for c in whole.choices] == [text_of(16)] * 2
+    assert whole.usage is not None and whole.usage.completion_tokens == 32

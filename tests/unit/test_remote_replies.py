@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from faceplate.engines.base import Finished, GenerationEvent, TextDelta, TokenLogprob, ToolCallDelta, TopLogprob
-from faceplate.engines.remote.replies import StreamReader, error_from, retryable
+from faceplate.engines.remote.replies import StreamReader, error_from, retryable, whole_as_chunk
 from faceplate.errors import FaceplateError, InvalidRequest, Overloaded, UpstreamFailed
 
 HEAD = {"id": "chatcmpl-9x", "object": "chat.completion.chunk", "created": 1733000000, "model": "m"}
@@ -417,3 +417,24 @@ def test_odd_bodies_still_make_an_envelope(body: Any, needle: str) -> None:
 
 def test_retryable_statuses() -> None:
     assert [s for s in (400, 401, 404, 408, 422, 429, 500, 502, 503, 504) if retryable(s)] == [429, 500, 502, 503, 504]
+
+
+def test_a_whole_answer_reads_as_one_chunk() -> None:
+    """A server that ignores stream: true: its chat.completion (tool calls too) or text_completion is one event."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    chat = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]}, "finish_reason": "tool_calls"}
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 7},
+    }
+    reader = StreamReader(1, chat=True)
+    events = reader.feed(whole_as_chunk(chat))
+    assert events == [ToolCallDelta(0, 0, "call_1", "f", '{"a":1}')]
+    reader.feed("[DONE]")
+    assert reader.finish() == [Finished(0, "tool_calls", 7)] and reader.prompt_tokens == 9
+    text = {"object": "text_completion", "choices": [{"index": 0, "text": "Paris.", "finish_reason": "stop"}]}
+    reader = StreamReader(1, chat=False)
+    assert reader.feed(whole_as_chunk(text)) == [TextDelta(0, "Paris.", tokens=1)]
+    assert whole_as_chunk({"error": {"message": "no"}}) == '{"error": {"message": "no"}}'

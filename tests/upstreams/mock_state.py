@@ -18,7 +18,17 @@ from aiohttp import web
 from tests.upstreams import mock_flavours as fl
 from tests.upstreams import mock_stream as ms
 
-CONTROLS = ("chunks", "interval_ms", "ttfb_ms", "die_after", "stall_after", "status", "retry_after", "error_after")
+CONTROLS = (
+    "chunks",
+    "interval_ms",
+    "ttfb_ms",
+    "die_after",
+    "stall_after",
+    "status",
+    "retry_after",
+    "error_after",
+    "ignore_stream",
+)
 CONFIG_ONLY = ("health_status",)
 PREFIX_LRU = 256
 

@@ -26,6 +26,7 @@ requests; a header wins over the config):
     x-mock-retry-after: S     retry_after   ... and a Retry-After: S header
     x-mock-error-after: K     error_after   after K token chunks send the flavour's in-band SSE
                                             error event and end without [DONE]; non-stream: a 500
+    x-mock-ignore-stream: 1   ignore_stream answer one JSON body even when asked to stream (servers that do)
     (config only)             health_status the status GET /health answers (default 200)
 
 A K at or past the number of tokens generated never fires. Stats count requests per path, in
@@ -143,7 +144,7 @@ async def _answer(
         if plan is None:
             state.stats.completed += 1
             return web.json_response(result)
-        stream = bool(body.get("stream"))
+        stream = bool(body.get("stream")) and not ctl.get("ignore_stream")
         resp: web.StreamResponse | None = None
         if stream:
             resp = web.StreamResponse(headers=SSE_HEADERS)

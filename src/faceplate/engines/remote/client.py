@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from faceplate.config_upstreams import UpstreamSpec
-from faceplate.engines.remote.replies import error_from, retryable
+from faceplate.engines.remote.replies import error_from, retryable, whole_as_chunk
 from faceplate.errors import FaceplateError, RequestTimeout, UpstreamFailed
 
 MAX_ERROR_BODY = 64 * 1024
@@ -114,7 +114,23 @@ class UpstreamHTTP:
         raise error
 
     async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
-        """The ``data:`` payloads of an SSE body, each within the idle deadline; a cut body raises Unreachable."""
+        """The ``data:`` payloads of an SSE body, each within the idle deadline; a cut body raises Unreachable.
+        A server that answered one JSON body despite ``stream: true`` gives it as one event."""
+        if resp.content_type == "application/json":
+            try:
+                async with asyncio.timeout(self.spec.idle_timeout_s):
+                    raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise Unreachable(
+                    UpstreamFailed(f"The answer of the server behind this model was cut ({type(exc).__name__}).")
+                ) from None
+            try:
+                chunk = whole_as_chunk(json.loads(raw))
+            except ValueError:
+                raise Unreachable(UpstreamFailed("The server behind this model answered JSON that does not parse.")) from None
+            yield chunk
+            yield "[DONE]"
+            return
         data: list[str] = []
         idle = self.spec.idle_timeout_s
         while True:

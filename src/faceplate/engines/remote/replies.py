@@ -156,6 +156,21 @@ class StreamReader:
         return [Finished(i, c.reason or "stop", counted[i], cached_tokens=self.cached_tokens) for i, c in enumerate(self.choices)]
 
 
+def whole_as_chunk(obj: Any) -> str:
+    """A whole chat.completion or text_completion (from a server that ignores ``stream``) as one stream
+    chunk carrying all of it, so it is read like any stream."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+        return json.dumps(obj)  # an error body or nonsense: the reader judges it
+    choices = []
+    for c in obj["choices"]:
+        message = c.get("message") if isinstance(c, dict) else None
+        if isinstance(message, dict):  # chat: the message becomes a delta; calls get their index
+            calls = [{"index": j, **call} for j, call in enumerate(message.get("tool_calls") or [])]
+            c = {**c, "delta": {"content": message.get("content"), "tool_calls": calls}}
+        choices.append(c)
+    return json.dumps({**obj, "choices": choices})
+
+
 def _message_of(body: Any) -> tuple[str, str | None, Any]:
     """(message, type, code) from any of the shapes upstreams use."""
     err = body.get("error") if isinstance(body, dict) else None

@@ -11,7 +11,8 @@ import pytest
 
 from faceplate.engines.base import Finished, GenerationEvent, TextDelta, TokenLogprob, ToolCallDelta, TopLogprob
 from faceplate.engines.remote.replies import StreamReader, whole_as_chunk
-from faceplate.errors import FaceplateError, UpstreamFailed
+from faceplate.errors import UpstreamFailed
+from tests.unit.test_remote_errors import assert_envelope
 
 HEAD = {"id": "chatcmpl-9x", "object": "chat.completion.chunk", "created": 1733000000, "model": "m"}
 
@@ -36,19 +37,6 @@ def run(reader: StreamReader, *items: dict[str, Any] | str) -> tuple[list[Genera
 
 def text_of(events: list[GenerationEvent], index: int = 0) -> str:
     return "".join(e.text for e in events if isinstance(e, TextDelta) and e.index == index)
-
-
-def assert_envelope(err: FaceplateError) -> dict[str, Any]:
-    body = err.body()
-    json.dumps(body)
-    assert list(body) == ["error"]
-    e = body["error"]
-    assert set(e) == {"message", "type", "param", "code"}
-    assert isinstance(e["message"], str) and e["message"]
-    assert isinstance(e["type"], str) and e["type"]
-    assert e["param"] is None or isinstance(e["param"], str)
-    assert e["code"] is None or isinstance(e["code"], str)
-    return e
 
 
 # ---------------------------------------------------------------- chat streams as servers send them

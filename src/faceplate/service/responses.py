@@ -57,13 +57,14 @@ def _previous_not_found(response_id: str, why: str = "not found") -> InvalidRequ
     )
 
 
-THREAD_CHARS = 2048  # of the first inputs, enough to tell threads apart
+THREAD_CHARS = 2048  # of the first input, enough to tell threads apart
 
 
 def thread_of(inputs: list[Item]) -> str | None:
-    """A chain's affinity key: its first turn's inputs, which every later turn can read back from the store
-    (the first turn's ``instructions`` are not stored, and each turn may send its own)."""
-    return "r:" + json.dumps(inputs, sort_keys=True)[:THREAD_CHARS] if inputs else None
+    """A chain's affinity key: its first turn's first input, which every later turn can read back from the
+    store (the first turn's ``instructions`` are not stored, and each turn may send its own). One item, not
+    all: this runs for every request, and an input may be a whole document."""
+    return "r:" + json.dumps(inputs[0], sort_keys=True)[:THREAD_CHARS] if inputs else None
 
 
 async def load_context(services: Services, owner: str, body: ResponseInputFields) -> tuple[list[Item], str | None, str | None]:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 from redis.asyncio import from_url as redis_from_url
 
@@ -50,24 +49,32 @@ async def detect_kind(http: UpstreamHTTP) -> Kind | None:
     return KINDS["openai"]
 
 
+async def _model_to_probe(member: Upstream) -> str | None:
+    """The named model; else the pool's id when the upstream lists it among several; else None (its first)."""
+    if member.spec.model is not None:
+        return member.spec.model
+    try:
+        _, body = await member.http.get("/v1/models", DETECT_TIMEOUT_S)
+        listed = {m.get("id") for m in json.loads(body).get("data", [])}
+    except Exception:  # noqa: BLE001 - the probe itself reports an unreachable or odd server
+        return None
+    return member.spec.id if member.spec.id in listed else None
+
+
 async def probe_member(member: Upstream) -> None:
     """Set a member's model and capabilities from the contract probe; on failure keep the kind's seeds."""
     try:
         from faceplate.check.probe import probe
 
-        found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=member.spec.model)
-        if member.spec.model is None and found.model != member.spec.id and member.spec.id in found.models:
-            # The pool's id is one of the several models the upstream lists: that one, not merely the first.
-            found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=member.spec.id)
+        model = await _model_to_probe(member)
+        found = await probe(member.http.session, member.url, api_key=member.spec.api_key, model=model)
     except Exception as exc:  # noqa: BLE001 - unreachable or unreadable: seeds now, the health check retries
         member.probe_failures += 1
         level = logging.WARNING if member.probe_failures == 1 else logging.DEBUG  # once, not every health check
         log.log(level, "could not probe %s (its kind's known capabilities stand in): %s", member.url, exc)
         return
     member.model = found.model
-    seeded = Caps.seed(member.kind)
-    member.caps = replace(
-        seeded,
+    member.caps = Caps(
         chat=found.chat,
         completions=found.completions,
         embeddings=found.embeddings,

@@ -24,7 +24,6 @@ class Kind:
     max_n: int = 128
     tool_choice_forced: bool = True
     logprobs: bool = True
-    json_schema: bool = True
     embeddings: bool = True
     extras: frozenset[str] = frozenset()
     max_tokens_field: str = "max_completion_tokens"

@@ -39,7 +39,6 @@ class Caps:
             max_n=kind.max_n,
             logprobs=kind.logprobs,
             tool_choice_forced=kind.tool_choice_forced,
-            json_schema=kind.json_schema,
             max_completion_tokens=kind.max_tokens_field == "max_completion_tokens",
         )
 
